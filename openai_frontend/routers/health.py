@@ -1,0 +1,28 @@
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+router = APIRouter()
+
+
+@router.get("/")
+async def service_info(request: Request):
+    settings = request.app.state.settings
+    return {
+        "service": "DeepSeek-OCR on Triton",
+        "model": settings.family.served_name,
+        "endpoints": ["/v1/chat/completions", "/v1/models", "/health", "/health/ready"],
+    }
+
+
+@router.get("/health")
+async def liveness():
+    """The frontend process answers; says nothing about Triton."""
+    return {"status": "ok"}
+
+
+@router.get("/health/ready")
+async def readiness(request: Request):
+    """Ready when Triton is up and the ensemble is loaded."""
+    if await request.app.state.engine.ready():
+        return {"status": "ready"}
+    return JSONResponse({"status": "not ready"}, status_code=503)

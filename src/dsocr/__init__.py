@@ -1,0 +1,1 @@
+"""DeepSeek-OCR / DeepSeek-OCR-2 serving: the logic behind the Triton models and the OpenAI frontend."""

@@ -1,0 +1,41 @@
+"""Every environment variable the service reads, with its default and meaning.
+
+Read through `get(name)` so that a variable used anywhere is declared here.
+The README's configuration table is this list.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class EnvVar:
+    name: str
+    default: str | None
+    meaning: str
+
+
+_DECLARED = [
+    # vLLM engine (model_repository/vllm_model/1/engine.json holds the file defaults)
+    EnvVar("MODEL", None, "model to serve: HF id or local directory (overrides engine.json)"),
+    EnvVar("GPU_MEMORY_UTILIZATION", None, "fraction of accelerator memory vLLM may use (CPU: of host memory)"),
+    EnvVar("MAX_MODEL_LEN", None, "context length in tokens, prompt + output (engine.json: 8192)"),
+    EnvVar("TENSOR_PARALLEL_SIZE", None, "GPUs one engine spans"),
+    # Set-up and serve
+    EnvVar("DSOCR_DEVICE", None, "cpu or gpu; default: gpu when nvidia-smi sees one"),
+    EnvVar("DSOCR_CACHE_DIR", None, "where the tiny test models are built (default ~/.cache/dsocr)"),
+    # OpenAI frontend (each also a flag of python -m openai_frontend)
+    EnvVar("DSOCR_HOST", "0.0.0.0", "frontend bind address"),
+    EnvVar("DSOCR_PORT", "8080", "frontend port"),
+    EnvVar("DSOCR_TRITON_GRPC_URL", "127.0.0.1:8001", "Triton gRPC endpoint the frontend sends requests to"),
+]
+DECLARED = {var.name: var for var in _DECLARED}
+
+
+def get(name: str) -> str | None:
+    """The variable's value, or its declared default when unset or empty."""
+    var = DECLARED[name]  # KeyError: declare it above first
+    value = os.environ.get(name, "")
+    return value if value else var.default

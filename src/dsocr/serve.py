@@ -1,0 +1,208 @@
+"""Run the service: tritonserver on the model repository, then the OpenAI frontend.
+
+    python -m dsocr.serve [--model M] [--port 8080] ...   (scripts/serve.sh sets up first)
+
+Waits until both are ready, prints where they listen, and stops both on
+Ctrl-C / SIGTERM. Exits non-zero when either dies on its own. Each child runs
+in its own process group and the whole group is killed at the end: the
+Python-backend stubs and vLLM's engine-core processes must not outlive the
+server (they hold gigabytes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dsocr import envs, paths
+
+CPU_BANNER = """\
+************************************************************************
+ No GPU and no model configured: serving the TINY RANDOM-WEIGHT model
+ {model}
+ on CPU. Its output is meaningless text: it proves the serving stack, not
+ OCR quality. Set MODEL (or --model) to deepseek-ai/DeepSeek-OCR on a GPU.
+************************************************************************"""
+
+
+def detect_device() -> str:
+    device = envs.get("DSOCR_DEVICE")
+    if device:
+        return device
+    if shutil.which("nvidia-smi"):
+        probe = subprocess.run(["nvidia-smi", "-L"], capture_output=True)
+        if probe.returncode == 0 and b"GPU" in probe.stdout:
+            return "gpu"
+    return "cpu"
+
+
+def find_tritonserver() -> str:
+    """The virtualenv's launcher (scripts/install_triton.py) first, then PATH."""
+    search = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    return shutil.which("tritonserver", path=search) or "tritonserver"
+
+
+@dataclass
+class Child:
+    name: str
+    process: subprocess.Popen
+    ready_url: str
+
+    def stop(self, grace_s: float) -> None:
+        """SIGTERM, wait, then SIGKILL whatever is left of the process group."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=grace_s)
+            except subprocess.TimeoutExpired:
+                print(f"[serve] {self.name} did not stop in {grace_s:.0f} s; killing it", flush=True)
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.process.wait()
+
+
+@dataclass
+class Stack:
+    args: argparse.Namespace
+    children: list[Child] = field(default_factory=list)
+
+    def triton_env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        if self.args.model:
+            env["MODEL"] = self.args.model
+        if self.args.device == "cpu":
+            # On the CPU backend this is a fraction of host memory; vLLM's
+            # GPU default (most of it) is refused.
+            env.setdefault("GPU_MEMORY_UTILIZATION", "0.2")
+            env.setdefault("MAX_MODEL_LEN", "4096")
+        return env
+
+    def start_triton(self) -> None:
+        a = self.args
+        command = [
+            a.tritonserver,
+            f"--model-repository={a.model_repository}",
+            f"--http-port={a.triton_http_port}",
+            f"--grpc-port={a.triton_grpc_port}",
+            f"--metrics-port={a.triton_metrics_port}",
+            "--log-info=false" if a.quiet else "--log-info=true",
+        ]
+        self._start("tritonserver", command, self.triton_env(),
+                    f"http://127.0.0.1:{a.triton_http_port}/v2/health/ready")
+
+    def start_frontend(self) -> None:
+        a = self.args
+        command = [
+            sys.executable, "-m", "openai_frontend",
+            f"--host={a.host}", f"--port={a.port}",
+            f"--triton-grpc-url=127.0.0.1:{a.triton_grpc_port}",
+        ]
+        self._start("frontend", command, dict(os.environ), f"http://127.0.0.1:{a.port}/health")
+
+    def _start(self, name: str, command: list[str], env: dict[str, str], ready_url: str) -> None:
+        print(f"[serve] starting {name}: {' '.join(command)}", flush=True)
+        process = subprocess.Popen(command, env=env, start_new_session=True)
+        self.children.append(Child(name, process, ready_url))
+
+    def wait_ready(self, child: Child, timeout_s: float, stopping: threading.Event) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and not stopping.is_set():
+            if child.process.poll() is not None:
+                print(f"[serve] {child.name} exited with {child.process.returncode} before it was ready", flush=True)
+                return False
+            try:
+                with urllib.request.urlopen(child.ready_url, timeout=2) as response:
+                    if response.status == 200:
+                        return True
+            except OSError:
+                pass
+            stopping.wait(0.5)
+        if not stopping.is_set():
+            print(f"[serve] {child.name} not ready after {timeout_s:.0f} s", flush=True)
+        return False
+
+    def stop(self) -> None:
+        for child in reversed(self.children):
+            child.stop(self.args.stop_grace_s)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m dsocr.serve", description=__doc__.split("\n")[0])
+    parser.add_argument("--model", default=envs.get("MODEL"),
+                        help="HF id or local directory; default: $MODEL, else the tiny model on CPU "
+                             "or engine.json's model on GPU")
+    parser.add_argument("--device", choices=["cpu", "gpu"], default=None, help="default: auto-detect")
+    parser.add_argument("--host", default="0.0.0.0", help="frontend bind address")
+    parser.add_argument("--port", type=int, default=8080, help="frontend port")
+    parser.add_argument("--triton-http-port", type=int, default=8000)
+    parser.add_argument("--triton-grpc-port", type=int, default=8001)
+    parser.add_argument("--triton-metrics-port", type=int, default=8002)
+    parser.add_argument("--model-repository", type=Path, default=paths.MODEL_REPOSITORY)
+    parser.add_argument("--tritonserver", default=find_tritonserver())
+    parser.add_argument("--ready-timeout-s", type=float, default=900.0,
+                        help="how long model loading may take")
+    parser.add_argument("--stop-grace-s", type=float, default=60.0)
+    parser.add_argument("--quiet", action="store_true", help="less Triton logging")
+    args = parser.parse_args(argv)
+    args.device = args.device or detect_device()
+    if not args.model and args.device == "cpu":
+        args.model = str(paths.tiny_model_dir("ocr"))
+        args.tiny_model = True
+    else:
+        args.tiny_model = False
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.tiny_model:
+        print(CPU_BANNER.format(model=args.model), flush=True)
+    stack = Stack(args)
+    stopping = threading.Event()
+
+    def on_signal(signum, _frame):
+        print(f"[serve] {signal.Signals(signum).name}: stopping", flush=True)
+        stopping.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+
+    exit_code = 0
+    try:
+        stack.start_triton()
+        if not stack.wait_ready(stack.children[0], args.ready_timeout_s, stopping):
+            return 0 if stopping.is_set() else 1
+        stack.start_frontend()
+        if not stack.wait_ready(stack.children[1], 60, stopping):
+            return 0 if stopping.is_set() else 1
+        print(
+            f"[serve] ready: OpenAI API http://{args.host}:{args.port}/v1 | "
+            f"Triton HTTP :{args.triton_http_port} gRPC :{args.triton_grpc_port} "
+            f"metrics :{args.triton_metrics_port} | model {args.model or 'from engine.json'}",
+            flush=True,
+        )
+        while not stopping.wait(0.5):
+            for child in stack.children:
+                if child.process.poll() is not None:
+                    print(f"[serve] {child.name} exited with {child.process.returncode}; stopping", flush=True)
+                    exit_code = 1
+                    stopping.set()
+        return exit_code
+    finally:
+        stack.stop()
+        print("[serve] stopped", flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,56 @@
+"""Tensor I/O for the Python-backend models, through DLPack only.
+
+The Triton 2.51 Python-backend stub predates numpy 2: with numpy 2 installed
+`as_numpy()` corrupts UINT8 inputs and BYTES (TYPE_STRING) tensors crash the
+stub. DLPack conversion does not go through numpy, so every tensor crosses the
+stub as torch, and text travels as UTF-8 in UINT8 tensors. Newer stubs accept
+both ways; one interface keeps the models identical on every Triton release.
+
+Imported only inside a Triton stub process (`triton_python_backend_utils`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import triton_python_backend_utils as pb_utils
+
+
+class MissingInput(ValueError):
+    pass
+
+
+def input_tensor(request, name: str, required: bool = True) -> torch.Tensor | None:
+    tensor = pb_utils.get_input_tensor_by_name(request, name)
+    if tensor is None:
+        if required:
+            raise MissingInput(f"input {name} is required")
+        return None
+    return torch.from_dlpack(tensor.to_dlpack())
+
+
+def input_text(request, name: str, required: bool = True) -> str | None:
+    tensor = input_tensor(request, name, required)
+    if tensor is None:
+        return None
+    try:
+        return tensor.numpy().tobytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"input {name} is not valid UTF-8: {exc}") from exc
+
+
+def output_tensor(name: str, value: torch.Tensor | np.ndarray):
+    if isinstance(value, np.ndarray):
+        if not value.flags.writeable:  # torch refuses to share read-only memory
+            value = value.copy()
+        value = torch.from_numpy(np.ascontiguousarray(value))
+    return pb_utils.Tensor.from_dlpack(name, torch.utils.dlpack.to_dlpack(value.contiguous()))
+
+
+def output_text(name: str, text: str):
+    return output_tensor(name, np.frombuffer(bytearray(text.encode("utf-8")), dtype=np.uint8))
+
+
+def error_response(message: str, code=None):
+    code = pb_utils.TritonError.INVALID_ARG if code is None else code
+    return pb_utils.InferenceResponse(error=pb_utils.TritonError(message, code))

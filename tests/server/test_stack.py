@@ -1,0 +1,87 @@
+"""The real stack end to end: serve command, Triton ensemble, vLLM on CPU."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import httpx
+import numpy as np
+import pytest
+import tritonclient.grpc as grpcclient
+from PIL import Image, ImageDraw
+from tritonclient.utils import InferenceServerException
+
+pytestmark = [pytest.mark.server, pytest.mark.engine]
+
+
+def page_png(text: str = "Invoice 42\nTotal: 17.50 EUR", size=(480, 360)) -> bytes:
+    image = Image.new("RGB", size, "white")
+    ImageDraw.Draw(image).multiline_text((20, 20), text, fill="black", spacing=12)
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def uint8_input(name: str, data: bytes) -> grpcclient.InferInput:
+    tensor = grpcclient.InferInput(name, [len(data)], "UINT8")
+    tensor.set_data_from_numpy(np.frombuffer(data, dtype=np.uint8))
+    return tensor
+
+
+def stream_ensemble(url: str, image: bytes, prompt: str, settings: dict) -> list:
+    """Every response of one streamed ensemble request (an error raises)."""
+    responses, errors = [], []
+    client = grpcclient.InferenceServerClient(url)
+    client.start_stream(callback=lambda result, error: (errors if error else responses).append(error or result))
+    try:
+        client.async_stream_infer(
+            "deepseek_ocr",
+            [uint8_input("IMAGE", image), uint8_input("PROMPT", prompt.encode()),
+             uint8_input("PARAMETERS", json.dumps(settings).encode())],
+        )
+    finally:
+        client.stop_stream()  # waits for the stream to end
+        client.close()
+    if errors:
+        raise errors[0]
+    return responses
+
+
+def test_frontend_health_models_and_readiness(service):
+    health = httpx.get(f"{service.base_url}/health")
+    assert health.status_code == 200 and health.json() == {"status": "ok"}
+    assert httpx.get(f"{service.base_url}/health/ready").status_code == 200
+    ids = [model["id"] for model in httpx.get(f"{service.base_url}/v1/models").json()["data"]]
+    assert ids == ["deepseek-ocr", "deepseek-ai/DeepSeek-OCR"]
+
+
+def test_unknown_route_is_an_openai_error(service):
+    response = httpx.get(f"{service.base_url}/v1/nothing-here")
+    assert response.status_code == 404
+    assert set(response.json()["error"]) == {"message", "type", "param", "code"}
+
+
+def test_image_request_streams_from_vllm(service):
+    responses = stream_ensemble(
+        service.triton_grpc_url, page_png(), "<image>\nFree OCR.", {"max_tokens": 8, "ignore_eos": True}
+    )
+    texts = [r.as_numpy("TEXT").tobytes().decode() for r in responses]
+    finish = [r.as_numpy("FINISH_REASON").tobytes().decode() for r in responses]
+    completion = [int(r.as_numpy("COMPLETION_TOKENS")[0]) for r in responses]
+    prompt_tokens = int(responses[-1].as_numpy("PROMPT_TOKENS")[0])
+    # Streamed: several responses, counts growing to max_tokens, one finish at the end.
+    assert len(responses) > 1
+    assert completion == sorted(completion) and completion[-1] == 8
+    assert finish[:-1] == [""] * (len(finish) - 1) and finish[-1] == "length"
+    assert "".join(texts)
+    # A <=640 px image in the default mode is one 1024 global view: 256+16 image tokens.
+    assert prompt_tokens > 256
+
+
+def test_bad_image_is_invalid_argument_and_service_keeps_serving(service):
+    with pytest.raises(InferenceServerException) as error:
+        stream_ensemble(service.triton_grpc_url, b"not an image", "<image>\nFree OCR.", {})
+    assert "IMAGE" in str(error.value)
+    responses = stream_ensemble(service.triton_grpc_url, page_png(), "<image>\nFree OCR.", {"max_tokens": 2})
+    assert responses[-1].as_numpy("FINISH_REASON").tobytes().decode() in ("stop", "length")

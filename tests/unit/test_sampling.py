@@ -1,0 +1,49 @@
+import json
+
+import pytest
+
+from dsocr.sampling import GenerationSettings, ParameterError, parse_settings
+
+
+def parse(body) -> GenerationSettings:
+    return parse_settings(json.dumps(body).encode())
+
+
+def test_empty_means_defaults():
+    settings = parse_settings(b"")
+    assert settings == GenerationSettings()
+    assert settings.temperature == 0.0 and settings.skip_special_tokens is False
+
+
+def test_known_settings_and_nulls():
+    settings = parse({"max_tokens": 10, "temperature": 0.5, "top_p": 0.9, "seed": 3, "stop": "END",
+                      "skip_special_tokens": True, "ignore_eos": True, "max_tokens_unused": None})
+    assert settings.max_tokens == 10 and settings.stop == ("END",) and settings.seed == 3
+    assert parse({"max_tokens": None, "seed": None}) == GenerationSettings()
+
+
+@pytest.mark.parametrize("body, names", [
+    ({"max_tokens": 0}, "max_tokens"),
+    ({"max_tokens": "9"}, "max_tokens"),
+    ({"temperature": 3}, "temperature"),
+    ({"top_p": 0}, "top_p"),
+    ({"stop": ["", "x"]}, "stop"),
+    ({"ignore_eos": "yes"}, "ignore_eos"),
+    ({"tempreature": 1}, "tempreature"),
+    ([1, 2], "JSON object"),
+])
+def test_bad_settings_name_the_problem(body, names):
+    with pytest.raises(ParameterError, match=names):
+        parse(body)
+
+
+def test_not_json():
+    with pytest.raises(ParameterError, match="JSON"):
+        parse_settings(b"{nope")
+
+
+def test_max_tokens_clamped_to_the_context_left():
+    assert GenerationSettings(max_tokens=100).max_tokens_for(prompt_tokens=950, max_model_len=1000) == 50
+    assert GenerationSettings().max_tokens_for(prompt_tokens=900, max_model_len=1000) == 100
+    with pytest.raises(ParameterError, match="no room"):
+        GenerationSettings().max_tokens_for(prompt_tokens=1000, max_model_len=1000)
