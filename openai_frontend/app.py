@@ -8,7 +8,7 @@ from fastapi import FastAPI
 
 from openai_frontend.engine import TritonEngine
 from openai_frontend.errors import install_handlers
-from openai_frontend.routers import health, models
+from openai_frontend.routers import chat, health, models
 from openai_frontend.settings import Settings
 
 
@@ -24,4 +24,5 @@ def create_app(settings: Settings, engine: TritonEngine | None = None) -> FastAP
     install_handlers(app)
     app.include_router(health.router)
     app.include_router(models.router)
+    app.include_router(chat.router)
     return app

@@ -1,6 +1,9 @@
 """vLLM engine arguments: a JSON file next to the model, then the environment.
 
-The file holds DeepSeek's recommended serving settings; the environment
+The file holds DeepSeek's recommended serving settings, and under "on_cpu"
+what replaces them on vLLM's CPU backend (there, torch.compile and the
+start-up profile of a full tiled page cost more memory and time than the
+whole test run). The environment
 variables `MODEL`, `GPU_MEMORY_UTILIZATION`, `MAX_MODEL_LEN` and
 `TENSOR_PARALLEL_SIZE` override it so one model repository serves any
 deployment.
@@ -27,7 +30,7 @@ class EngineConfigError(ValueError):
     pass
 
 
-def load_engine_args(path: Path) -> dict[str, Any]:
+def load_engine_args(path: Path, on_cpu: bool = False) -> dict[str, Any]:
     """Engine keyword arguments for `vllm.AsyncEngineArgs`."""
     try:
         args = json.loads(Path(path).read_text())
@@ -35,6 +38,9 @@ def load_engine_args(path: Path) -> dict[str, Any]:
         raise EngineConfigError(f"cannot read engine config {path}: {exc}") from exc
     if not isinstance(args, dict):
         raise EngineConfigError(f"{path}: expected a JSON object")
+    cpu_args = args.pop("on_cpu", {})
+    if on_cpu:
+        args.update(cpu_args)
     for variable, (key, parse) in _OVERRIDES.items():
         value = envs.get(variable)
         if value is None:

@@ -82,9 +82,12 @@ class Stack:
         if self.args.model:
             env["MODEL"] = self.args.model
         if self.args.device == "cpu":
-            # On the CPU backend this is a fraction of host memory; vLLM's
-            # GPU default (most of it) is refused.
-            env.setdefault("GPU_MEMORY_UTILIZATION", "0.2")
+            # vLLM's CPU backend: a fixed KV cache (GiB) instead of a share of
+            # host memory, and no core pinning, which on a small machine
+            # starves the Triton stubs next to the engine.
+            env.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
+            env.setdefault("VLLM_CPU_OMP_THREADS_BIND", "nobind")
+            env.setdefault("OMP_NUM_THREADS", str(os.cpu_count() or 1))
             env.setdefault("MAX_MODEL_LEN", "4096")
         return env
 

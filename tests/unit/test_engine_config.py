@@ -24,6 +24,13 @@ def test_shipped_file_has_deepseek_serving_defaults():
     assert args["mm_processor_cache_gb"] == 0
 
 
+def test_cpu_section_applies_only_on_cpu():
+    assert "on_cpu" not in load_engine_args(SHIPPED)
+    assert load_engine_args(SHIPPED)["max_num_seqs"] == 64
+    on_cpu = load_engine_args(SHIPPED, on_cpu=True)
+    assert on_cpu["enforce_eager"] is True and on_cpu["max_num_seqs"] == 16
+
+
 def test_environment_overrides_the_file(monkeypatch):
     monkeypatch.setenv("MODEL", "/models/ocr2")
     monkeypatch.setenv("GPU_MEMORY_UTILIZATION", "0.5")

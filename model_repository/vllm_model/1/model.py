@@ -75,7 +75,9 @@ class TritonPythonModel:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="vllm-loop", daemon=True)
         self._thread.start()
-        engine_args = load_engine_args(ENGINE_CONFIG)
+        from vllm.platforms import current_platform
+
+        engine_args = load_engine_args(ENGINE_CONFIG, on_cpu=current_platform.is_cpu())
         pb_utils.Logger.log_info(f"vllm_model: engine arguments {engine_args}")
         self._engine = self._run(self._create_engine(engine_args))
 
