@@ -1,8 +1,8 @@
 """OpenAI Chat Completions request and response models (fields in OpenAI's order).
 
 Extensions, sent as extra body fields (the OpenAI SDK's `extra_body`):
-`resolution_mode`, `ngram_size`, `window_size`, `skip_special_tokens`,
-`ignore_eos`.
+`resolution_mode`, `max_crops`, `ngram_size`, `window_size`,
+`skip_special_tokens`, `ignore_eos` (see dsocr.settings).
 """
 
 from __future__ import annotations
@@ -59,13 +59,14 @@ class ChatCompletionRequest(BaseModel):
     user: str | None = None
     # Extensions
     resolution_mode: Literal["tiny", "small", "base", "large", "gundam"] | None = None
-    ngram_size: int | None = Field(default=None, ge=1)
+    max_crops: int | None = Field(default=None, ge=2, le=9)
+    ngram_size: int | None = Field(default=None, ge=0)
     window_size: int | None = Field(default=None, ge=1)
     skip_special_tokens: bool | None = None
     ignore_eos: bool | None = None
 
-    def generation_settings(self) -> dict:
-        """What the Triton model takes in its PARAMETERS tensor (dsocr.sampling)."""
+    def parameters(self) -> dict:
+        """The ensemble's PARAMETERS JSON (dsocr.settings)."""
         settings = {
             "max_tokens": self.max_completion_tokens or self.max_tokens,
             "temperature": self.temperature,
@@ -74,6 +75,10 @@ class ChatCompletionRequest(BaseModel):
             "stop": self.stop,
             "skip_special_tokens": self.skip_special_tokens,
             "ignore_eos": self.ignore_eos,
+            "ngram_size": self.ngram_size,
+            "window_size": self.window_size,
+            "resolution_mode": self.resolution_mode,
+            "max_crops": self.max_crops,
         }
         return {key: value for key, value in settings.items() if value is not None}
 

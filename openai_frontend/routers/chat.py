@@ -58,7 +58,7 @@ async def deltas(request: Request, body: ChatCompletionRequest) -> AsyncIterator
         raise BadRequest("image URLs are disabled on this server; send the image as a base64 data URL",
                          param="messages", code="image_url_disabled")
     try:
-        async for delta in request.app.state.engine.generate(ocr.image.data, ocr.prompt, body.generation_settings()):
+        async for delta in request.app.state.engine.generate(ocr.image.data, ocr.prompt, body.parameters()):
             yield delta
     except InferenceServerException as exc:
         raise triton_error(exc) from exc

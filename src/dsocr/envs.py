@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from dsocr.preprocessing.decode import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
+
 
 @dataclass(frozen=True)
 class EnvVar:
@@ -23,6 +25,9 @@ _DECLARED = [
     EnvVar("GPU_MEMORY_UTILIZATION", None, "fraction of accelerator memory vLLM may use (CPU: of host memory)"),
     EnvVar("MAX_MODEL_LEN", None, "context length in tokens, prompt + output (engine.json: 8192)"),
     EnvVar("TENSOR_PARALLEL_SIZE", None, "GPUs one engine spans"),
+    # Input limits (preprocess model; the frontend checks bytes early too)
+    EnvVar("DSOCR_MAX_IMAGE_BYTES", str(DEFAULT_MAX_BYTES), "largest encoded image accepted, in bytes"),
+    EnvVar("DSOCR_MAX_IMAGE_PIXELS", str(DEFAULT_MAX_PIXELS), "largest image accepted, width x height as its header declares"),
     # Set-up and serve
     EnvVar("DSOCR_DEVICE", None, "cpu or gpu; default: gpu when nvidia-smi sees one"),
     EnvVar("DSOCR_CACHE_DIR", None, "where the tiny test models are built (default ~/.cache/dsocr)"),

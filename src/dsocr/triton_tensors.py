@@ -20,21 +20,20 @@ class MissingInput(ValueError):
     pass
 
 
-def input_tensor(request, name: str, required: bool = True) -> torch.Tensor | None:
+def input_tensor(request, name: str) -> torch.Tensor:
     tensor = pb_utils.get_input_tensor_by_name(request, name)
     if tensor is None:
-        if required:
-            raise MissingInput(f"input {name} is required")
-        return None
+        raise MissingInput(f"input {name} is required")
     return torch.from_dlpack(tensor.to_dlpack())
 
 
-def input_text(request, name: str, required: bool = True) -> str | None:
-    tensor = input_tensor(request, name, required)
-    if tensor is None:
-        return None
+def input_bytes(request, name: str) -> bytes:
+    return input_tensor(request, name).numpy().tobytes()
+
+
+def input_text(request, name: str) -> str:
     try:
-        return tensor.numpy().tobytes().decode("utf-8")
+        return input_bytes(request, name).decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ValueError(f"input {name} is not valid UTF-8: {exc}") from exc
 

@@ -32,7 +32,7 @@ from PIL import Image  # noqa: E402
 
 from dsocr import triton_tensors as tt  # noqa: E402
 from dsocr.engine_config import load_engine_args  # noqa: E402
-from dsocr.sampling import ParameterError, parse_settings  # noqa: E402
+from dsocr.settings import ParameterError, parse_settings  # noqa: E402
 
 ENGINE_CONFIG = Path(__file__).with_name("engine.json")
 
@@ -104,7 +104,7 @@ class TritonPythonModel:
         try:
             prompt = tt.input_text(request, "PROMPT")
             image = Image.fromarray(tt.input_tensor(request, "IMAGE_RGB").numpy())
-            settings = parse_settings(tt.input_tensor(request, "PARAMETERS").numpy().tobytes())
+            settings = parse_settings(tt.input_bytes(request, "PARAMETERS")).generation
             params = SamplingParams(
                 max_tokens=settings.max_tokens,
                 temperature=settings.temperature,

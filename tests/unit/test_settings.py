@@ -2,24 +2,29 @@ import json
 
 import pytest
 
-from dsocr.sampling import GenerationSettings, ParameterError, parse_settings
+from dsocr.settings import GenerationSettings, ParameterError, RequestSettings, parse_settings
 
 
-def parse(body) -> GenerationSettings:
+def parse(body) -> RequestSettings:
     return parse_settings(json.dumps(body).encode())
 
 
 def test_empty_means_defaults():
     settings = parse_settings(b"")
-    assert settings == GenerationSettings()
-    assert settings.temperature == 0.0 and settings.skip_special_tokens is False
+    assert settings == RequestSettings()
+    generation = settings.generation
+    assert generation.temperature == 0.0 and generation.skip_special_tokens is False
+    assert (generation.ngram_size, generation.window_size) == (30, 90)
+    assert settings.resolution_mode is None
 
 
 def test_known_settings_and_nulls():
     settings = parse({"max_tokens": 10, "temperature": 0.5, "top_p": 0.9, "seed": 3, "stop": "END",
-                      "skip_special_tokens": True, "ignore_eos": True, "max_tokens_unused": None})
-    assert settings.max_tokens == 10 and settings.stop == ("END",) and settings.seed == 3
-    assert parse({"max_tokens": None, "seed": None}) == GenerationSettings()
+                      "skip_special_tokens": True, "ignore_eos": True, "ngram_size": 0,
+                      "resolution_mode": "small", "max_crops": None})
+    assert settings.generation.max_tokens == 10 and settings.generation.stop == ("END",)
+    assert settings.generation.ngram_size == 0 and settings.resolution_mode == "small"
+    assert parse({"max_tokens": None, "seed": None}) == RequestSettings()
 
 
 @pytest.mark.parametrize("body, names", [
@@ -29,6 +34,8 @@ def test_known_settings_and_nulls():
     ({"top_p": 0}, "top_p"),
     ({"stop": ["", "x"]}, "stop"),
     ({"ignore_eos": "yes"}, "ignore_eos"),
+    ({"resolution_mode": "huge"}, "resolution_mode"),
+    ({"max_crops": 12}, "max_crops"),
     ({"tempreature": 1}, "tempreature"),
     ([1, 2], "JSON object"),
 ])

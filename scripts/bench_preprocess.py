@@ -1,0 +1,347 @@
+"""Preprocessing throughput: dsocr.preprocessing against vLLM's DeepseekOCRProcessor.
+
+Both sides take encoded bytes (decode included) and make Gundam-mode views:
+ours as uint8 (`preprocess_image`), vLLM's as float32
+(`DeepseekOCRProcessor.tokenize_with_images` after DeepSeek's loader: open,
+EXIF transpose, convert to RGB). The images are document-sized and made in
+memory: A4 pages at 150 and 200 DPI as JPEG and PNG with text-like content,
+and ~12 Mpx phone photos of a page as JPEG.
+
+Each side runs in its own process, with its own heap and caches: the ~40 MB
+of float tensors vLLM's side allocates per image cannot slow or warm up ours,
+or the reverse. The parent has them process one image at a time in turn,
+alternating which goes first, so only one side runs at any moment and both
+see the same machine conditions; each image counts with its best time over
+the passes (the machine may be shared). Both sides run with the same malloc
+settings (MALLOC_ENV) and the same number of torch threads (default 1:
+Triton runs N single-core preprocess instances; ours does not use torch at
+all). The parent then checks, untimed, that ours normalised equals vLLM's
+output exactly on every image, and prints the table and where each side's
+time goes.
+
+    python scripts/bench_preprocess.py [--family ocr|ocr2] [--repeat 5] [--threads 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import json
+import os
+import pickle
+import pstats
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont, ImageOps
+
+PROMPT = "<image>\n<|grounding|>Convert the document to markdown."
+A4_INCHES = (8.27, 11.69)
+STRATEGY = {"ocr": "v1", "ocr2": "v2"}
+
+
+@dataclass(frozen=True)
+class Sample:
+    name: str
+    data: bytes
+
+
+# --- the images ---------------------------------------------------------------------
+
+
+def text_page(width: int, height: int, seed: int) -> Image.Image:
+    """A white page of dark text-like lines, a heading and a table rule."""
+    rng = np.random.default_rng(seed)
+    page = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(page)
+    line_height = max(12, height // 70)
+    font = ImageFont.load_default(size=int(line_height * 0.7))
+    heading = ImageFont.load_default(size=int(line_height * 1.4))
+    margin = width // 12
+    draw.text((margin, margin), "Quarterly report: results and outlook", fill=(20, 20, 60), font=heading)
+    words = ["lorem", "ipsum", "dolor", "sit", "amet", "consectetur", "adipiscing", "elit", "2024", "EUR", "12.5%"]
+    y = margin + 3 * line_height
+    while y < height - margin:
+        line = " ".join(rng.choice(words, size=rng.integers(8, 14)))
+        draw.text((margin, y), line, fill=(10, 10, 10), font=font)
+        y += line_height
+        if rng.random() < 0.05:
+            draw.line((margin, y, width - margin, y), fill=(90, 90, 90), width=2)
+            y += line_height // 2
+    return page
+
+
+def phone_photo(width: int, height: int, seed: int) -> Image.Image:
+    """A page photographed on a desk: uneven light, sensor noise."""
+    rng = np.random.default_rng(seed)
+    desk = np.linspace(90, 150, width, dtype=np.float32)[None, :, None] * np.array([1.0, 0.85, 0.7], np.float32)
+    pixels = np.broadcast_to(desk, (height, width, 3)).copy()
+    page = np.asarray(text_page(width * 3 // 4, height * 3 // 4, seed), dtype=np.float32)
+    top, left = height // 8, width // 8
+    pixels[top : top + page.shape[0], left : left + page.shape[1]] = page * 0.9
+    pixels *= np.linspace(1.1, 0.8, height, dtype=np.float32)[:, None, None]
+    pixels += rng.normal(0, 6, pixels.shape).astype(np.float32)
+    return Image.fromarray(pixels.clip(0, 255).astype(np.uint8))
+
+
+def encoded(image: Image.Image, fmt: str, **options) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **options)
+    return buffer.getvalue()
+
+
+def make_samples() -> list[Sample]:
+    samples = []
+    for dpi in (150, 200):
+        size = (round(A4_INCHES[0] * dpi), round(A4_INCHES[1] * dpi))
+        for seed in range(2):
+            page = text_page(*size, seed=dpi + seed)
+            samples.append(Sample(f"A4 {dpi} DPI JPEG", encoded(page, "JPEG", quality=90)))
+            samples.append(Sample(f"A4 {dpi} DPI PNG", encoded(page, "PNG")))
+    for seed in range(2):
+        photo = phone_photo(3000, 4000, seed=seed)
+        samples.append(Sample("phone photo 3000x4000 JPEG", encoded(photo, "JPEG", quality=92)))
+    return samples
+
+
+# --- the two sides ------------------------------------------------------------------
+
+
+def our_side(family: str, max_crops: int, tokenizer_dir: Path):
+    """Bytes in, uint8 views out (no tokenizer: the prompt is tokenised where the model runs)."""
+    from dsocr.preprocessing import preprocess_image, resolution_mode
+
+    mode = resolution_mode(family, "gundam", max_crops)
+    return lambda data: preprocess_image(data, mode)
+
+
+def reference_processor(family: str, max_crops: int, tokenizer_dir: Path):
+    from vllm.transformers_utils.processors.deepseek_ocr import DeepseekOCRProcessor
+
+    from dsocr.preprocessing import resolution_mode
+    from dsocr.tiny_models import load_tokenizer
+
+    mode = resolution_mode(family, "gundam", max_crops)
+    return DeepseekOCRProcessor(
+        load_tokenizer(tokenizer_dir),
+        image_size=mode.tile_size,
+        base_size=mode.base_size,
+        strategy=STRATEGY[family],
+        max_crops=max_crops,
+    )
+
+
+def reference_decode(data: bytes) -> Image.Image:
+    """DeepSeek's image loader."""
+    return ImageOps.exif_transpose(Image.open(io.BytesIO(data))).convert("RGB")
+
+
+def vllm_side(family: str, max_crops: int, tokenizer_dir: Path):
+    """Bytes in, DeepSeek's loader, then vLLM's processor: float views and prompt ids out."""
+    processor = reference_processor(family, max_crops, tokenizer_dir)
+    return lambda data: processor.tokenize_with_images(PROMPT, [reference_decode(data)], cropping=True)
+
+
+SIDES = {"ours": our_side, "vllm": vllm_side}
+
+
+# The two C calls both sides must make identically: PIL's bicubic resize and its decoders.
+SHARED_WORK = {"PIL resize": "'resize' of 'ImagingCore'", "PIL decode": "'decode' of 'ImagingDecoder'"}
+
+
+def time_breakdown(process, samples: list[Sample]) -> dict[str, float]:
+    """Seconds spent in each kind of SHARED_WORK, and in all, over one profiled pass."""
+    profiler = cProfile.Profile()
+    profiler.enable()
+    for sample in samples:
+        process(sample.data)
+    profiler.disable()
+    entries = pstats.Stats(profiler).stats.items()  # (file, line, name) -> (.., .., own seconds, ..)
+    seconds = {kind: sum(e[2] for key, e in entries if marker in key[2]) for kind, marker in SHARED_WORK.items()}
+    seconds["all"] = sum(e[2] for _, e in entries)
+    return seconds
+
+
+# Replies start with this, so that anything a library prints to stdout is skipped.
+REPLY = "@@ "
+# For both sides: glibc keeps freed memory for the next image (mmap only above
+# 32 MiB, no trimming) instead of returning it and page-faulting it back in,
+# some 20 ms per 12 Mpx photo. A preprocessing server wants the same.
+MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": str(32 << 20), "MALLOC_TRIM_THRESHOLD_": str(1 << 30)}
+
+
+def serve_side(side: str, args: argparse.Namespace) -> None:
+    """Child process: load the samples, warm up, then answer each line on stdin:
+    a sample index -> seconds to process that sample; "breakdown" -> JSON."""
+    import torch
+
+    torch.set_num_threads(args.threads)
+    samples: list[Sample] = pickle.loads(args.samples.read_bytes())
+    process = SIDES[side](args.family, args.max_crops, args.tokenizer_dir)
+    for sample in samples:  # imports, first allocations
+        process(sample.data)
+    print(REPLY + "ready", flush=True)
+    for line in sys.stdin:
+        if line.strip() == "breakdown":
+            print(REPLY + json.dumps(time_breakdown(process, samples)), flush=True)
+            continue
+        data = samples[int(line)].data
+        start = time.perf_counter()
+        process(data)
+        print(f"{REPLY}{time.perf_counter() - start}", flush=True)
+
+
+class SideProcess:
+    """One side in its own process, processing one sample per request."""
+
+    def __init__(self, side: str, args: argparse.Namespace, samples_file: Path, tokenizer_dir: Path) -> None:
+        command = [
+            sys.executable, __file__, "--child", side, "--family", args.family, "--max-crops", str(args.max_crops),
+            "--threads", str(args.threads), "--samples", str(samples_file), "--tokenizer-dir", str(tokenizer_dir),
+        ]  # fmt: skip
+        self.process = subprocess.Popen(
+            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env={**os.environ, **MALLOC_ENV}
+        )
+        self._reply()  # ready
+
+    def _reply(self) -> str:
+        for line in self.process.stdout:
+            if line.startswith(REPLY):
+                return line[len(REPLY) :].strip()
+        sys.exit(f"benchmark process exited with {self.process.wait()}")
+
+    def _ask(self, request: str) -> str:
+        self.process.stdin.write(request + "\n")
+        self.process.stdin.flush()
+        return self._reply()
+
+    def seconds(self, index: int) -> float:
+        return float(self._ask(str(index)))
+
+    def breakdown(self) -> dict[str, float]:
+        return json.loads(self._ask("breakdown"))
+
+    def close(self) -> None:
+        self.process.stdin.close()
+        self.process.wait()
+
+
+def best_seconds(sides: list[SideProcess], samples: list[Sample], repeat: int) -> list[dict[str, float]]:
+    """Per side, seconds per sample name: the sum of each sample's best time.
+
+    The sides take turns on every sample, the first of each turn alternating
+    from pass to pass.
+    """
+    best = [[float("inf")] * len(samples) for _ in sides]
+    for attempt in range(repeat):
+        order = list(range(len(sides)))[:: 1 if attempt % 2 == 0 else -1]
+        for index in range(len(samples)):
+            for side in order:
+                best[side][index] = min(best[side][index], sides[side].seconds(index))
+    per_name = []
+    for side_best in best:
+        seconds: dict[str, float] = {}
+        for sample, sample_seconds in zip(samples, side_best):
+            seconds[sample.name] = seconds.get(sample.name, 0.0) + sample_seconds
+        per_name.append(seconds)
+    return per_name
+
+
+# --- checking and reporting ---------------------------------------------------------
+
+
+def check_identical(samples: list[Sample], family: str, max_crops: int, tokenizer_dir: Path) -> None:
+    """Ours, normalised, equals vLLM's output on every sample, or exit non-zero."""
+    import torch
+
+    from dsocr.preprocessing.normalize import normalize
+
+    ours, processor = our_side(family, max_crops, tokenizer_dir), reference_processor(family, max_crops, tokenizer_dir)
+    for sample in samples:
+        mine = ours(sample.data)
+        _, pixel_values, images_crop, _, spatial_crop, token_counts, _ = processor.tokenize_with_images(
+            PROMPT, [reference_decode(sample.data)], cropping=True
+        )
+        same = (
+            torch.equal(normalize(torch.from_numpy(mine.global_view))[None], pixel_values)
+            and torch.equal(normalize(torch.from_numpy(mine.tiles)), images_crop)
+            and spatial_crop.tolist() == [list(mine.spatial_crop)]
+            and token_counts == [mine.num_image_tokens]
+        )
+        if not same:
+            sys.exit(f"MISMATCH on {sample.name}")
+    print(f"outputs identical on all {len(samples)} images (pixels after normalisation, spatial crop, token count)")
+
+
+def print_throughput(samples: list[Sample], ours: dict[str, float], vllm: dict[str, float]) -> None:
+    counts: dict[str, int] = {}
+    for sample in samples:
+        counts[sample.name] = counts.get(sample.name, 0) + 1
+    print(f"\n{'image':30} {'count':>5} {'ours img/s':>11} {'vLLM img/s':>11} {'ratio':>6}")
+    for name, count in [*counts.items(), ("all", sum(counts.values()))]:
+        our_s = sum(ours.values()) if name == "all" else ours[name]
+        vllm_s = sum(vllm.values()) if name == "all" else vllm[name]
+        print(f"{name:30} {count:5d} {count / our_s:11.2f} {count / vllm_s:11.2f} {vllm_s / our_s:5.2f}x")
+
+
+def print_breakdown(ours: dict[str, float], vllm: dict[str, float]) -> None:
+    kinds = list(SHARED_WORK)
+    print(f"\n{'share of time (one profiled pass)':34}" + "".join(f"{kind:>12}" for kind in [*kinds, "the rest"]))
+    for side, seconds in (("ours", ours), ("vLLM", vllm)):
+        shares = [seconds[kind] / seconds["all"] for kind in kinds]
+        print(f"{side:34}" + "".join(f"{share:11.0%} " for share in [*shares, 1 - sum(shares)]))
+
+
+def print_transfer_sizes() -> None:
+    from dsocr.preprocessing import resolution_mode
+
+    print(f"\n{'bytes per image through Triton':34} {'uint8':>12} {'fp32':>12}")
+    for family, tiles in (("ocr", 6), ("ocr", 9), ("ocr2", 6)):
+        mode = resolution_mode(family, "gundam", tiles)
+        values = 3 * mode.base_size**2 + tiles * 3 * mode.tile_size**2
+        label = f"{family}: global {mode.base_size}^2 + {tiles} x {mode.tile_size}^2"
+        print(f"{label:34} {values / 2**20:9.1f} MiB {4 * values / 2**20:8.1f} MiB")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--family", choices=STRATEGY, default="ocr")
+    parser.add_argument("--max-crops", type=int, default=6)
+    parser.add_argument("--repeat", type=int, default=5, help="timed passes over the image set (best one counts)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads, both sides")
+    parser.add_argument("--child", choices=SIDES, help=argparse.SUPPRESS)
+    parser.add_argument("--samples", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--tokenizer-dir", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        serve_side(args.child, args)
+        return
+
+    from dsocr.tiny_models import build_tokenizer
+
+    samples = make_samples()
+    with tempfile.TemporaryDirectory() as scratch:
+        tokenizer_dir = build_tokenizer(Path(scratch))
+        samples_file = Path(scratch) / "samples.pickle"
+        samples_file.write_bytes(pickle.dumps(samples))
+        print(f"{len(samples)} images, Gundam ({args.family}, max {args.max_crops} tiles), best of {args.repeat} "
+              f"passes per image, torch threads {args.threads}, each side in its own process")  # fmt: skip
+        sides = [SideProcess(side, args, samples_file, tokenizer_dir) for side in SIDES]
+        ours, vllm = best_seconds(sides, samples, args.repeat)
+        breakdowns = [side.breakdown() for side in sides]
+        for side in sides:
+            side.close()
+        check_identical(samples, args.family, args.max_crops, tokenizer_dir)
+    print_throughput(samples, ours, vllm)
+    print_breakdown(*breakdowns)
+    print_transfer_sizes()
+
+
+if __name__ == "__main__":
+    main()
