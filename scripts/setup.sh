@@ -54,6 +54,8 @@ if [[ ! -f "$STAMP_FILE" || "$(cat "$STAMP_FILE")" != "$stamp" ]]; then
   log "installing $DEVICE dependencies ($REQUIREMENTS)"
   "${UV[@]}" --override requirements/overrides.txt -r "$REQUIREMENTS"
   "${UV[@]}" -r requirements/common.txt
+  # Checks CI runs on the deployment files (hadolint, Kubernetes schemas).
+  "${UV[@]}" -r requirements/dev-tools.txt
   "${UV[@]}" --no-deps -e .
   if ! command -v tritonserver >/dev/null 2>&1 || grep -q "dsocr tritonserver launcher" "$(command -v tritonserver)"; then
     # Only the server binary is used; the package's own dependencies pin numpy 1.
