@@ -1,6 +1,11 @@
-"""One error type, always answered in OpenAI's shape:
+"""One error hierarchy, always answered in OpenAI's shape:
 
     {"error": {"message": str, "type": str, "param": str | None, "code": str | None}}
+
+The status decides the OpenAI SDK's exception: 400 BadRequestError, 401
+AuthenticationError, 404 NotFoundError, 429 RateLimitError, 5xx
+InternalServerError, 413 APIStatusError. Types follow OpenAI's: every client
+error is an "invalid_request_error"; `code` names the problem.
 """
 
 from __future__ import annotations
@@ -14,18 +19,23 @@ from starlette.exceptions import HTTPException
 class OpenAIError(Exception):
     status = 500
     type = "server_error"
+    default_code: str | None = None
 
     def __init__(self, message: str, param: str | None = None, code: str | None = None):
         super().__init__(message)
         self.message = message
         self.param = param
-        self.code = code
+        self.code = code or self.default_code
 
     def body(self) -> dict:
         return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
 
-    def response(self, headers: dict[str, str] | None = None) -> JSONResponse:
-        return JSONResponse(self.body(), status_code=self.status, headers=headers)
+    def headers(self) -> dict[str, str]:
+        return {}
+
+    def response(self) -> JSONResponse:
+        """Also an ASGI app, so that middlewares answer with it too."""
+        return JSONResponse(self.body(), status_code=self.status, headers=self.headers())
 
 
 class BadRequest(OpenAIError):
@@ -35,22 +45,77 @@ class BadRequest(OpenAIError):
 
 class Unauthorized(OpenAIError):
     status = 401
-    type = "authentication_error"
+    type = "invalid_request_error"
+    default_code = "invalid_api_key"
+
+    def headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": "Bearer"}
 
 
 class NotFound(OpenAIError):
     status = 404
-    type = "not_found_error"
+    type = "invalid_request_error"
 
 
 class TooLarge(OpenAIError):
     status = 413
     type = "invalid_request_error"
+    default_code = "request_too_large"
 
 
-class Overloaded(OpenAIError):
+class RateLimited(OpenAIError):
+    status = 429
+    type = "rate_limit_error"
+    default_code = "rate_limit_exceeded"
+
+    def __init__(self, message: str, retry_after_s: int):
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after_s)}
+
+
+class Unavailable(OpenAIError):
     status = 503
-    type = "server_error"
+    default_code = "service_unavailable"
+
+
+# Labels pydantic puts in an error's location for the member of a union it
+# tried ("str", "list[str]", "tagged-union[...]"); not part of the request's path.
+_UNION_MEMBERS = {"str", "int", "float", "bool", "none"}
+
+
+def request_path(location: tuple) -> str:
+    """("body", "messages", 0, "content", 1) -> "messages[0].content[1]"."""
+    path = ""
+    for part in location:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif part != "body" and part not in _UNION_MEMBERS and "[" not in part:
+            path += f".{part}" if path else part
+    return path
+
+
+def validation_error(exc: RequestValidationError) -> BadRequest:
+    """FastAPI's 422 -> 400, naming the first offending field."""
+    first = exc.errors()[0] if exc.errors() else {}
+    if first.get("type") == "json_invalid":
+        return BadRequest("the request body is not valid JSON", code="invalid_json")
+    param = request_path(first.get("loc", ())) or None
+    if first.get("type") == "extra_forbidden":
+        return BadRequest(f"{param}: this server does not support this parameter", param=param,
+                          code="unsupported_parameter")
+    message = f"{param + ': ' if param else ''}{first.get('msg', 'invalid request')}"
+    return BadRequest(message, param=param, code="invalid_value")
+
+
+def http_error(request: Request, exc: HTTPException) -> OpenAIError:
+    """Routing's own errors (unknown path 404, wrong method 405) in the same shape."""
+    error = OpenAIError(f"{exc.detail}: {request.method} {request.url.path}")
+    error.status = exc.status_code
+    error.type = "invalid_request_error" if exc.status_code < 500 else "server_error"
+    return error
 
 
 def install_handlers(app: FastAPI) -> None:
@@ -60,14 +125,14 @@ def install_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError):
-        first = exc.errors()[0] if exc.errors() else {}
-        location = [str(part) for part in first.get("loc", ()) if part != "body"]
-        message = f"{'.'.join(location) + ': ' if location else ''}{first.get('msg', 'invalid request')}"
-        return BadRequest(message, param=".".join(location) or None, code="invalid_value").response()
+        return validation_error(exc).response()
 
     @app.exception_handler(HTTPException)
-    async def _http(_: Request, exc: HTTPException):
-        error = OpenAIError(str(exc.detail))
-        error.status = exc.status_code
-        error.type = "not_found_error" if exc.status_code == 404 else "invalid_request_error"
-        return error.response()
+    async def _http(request: Request, exc: HTTPException):
+        return http_error(request, exc).response()
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception):
+        # Starlette re-raises after answering, so the traceback reaches the
+        # server log; the client gets no internals.
+        return OpenAIError("internal server error").response()

@@ -2,41 +2,32 @@
 
 DeepSeek-OCR takes one image and a short instruction, laid out as
 "<image>\\n<instruction>". The image may come in any content part of any user
-message; the instructions are the text parts, in order. An image with no text
-gets DeepSeek's default document prompt.
+message; the instruction is the text parts of the system, developer and user
+messages, in order. An image with no text gets DeepSeek's default document
+prompt. Assistant turns are not part of an OCR prompt and are skipped.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import re
 from dataclasses import dataclass
 
 from openai_frontend.errors import BadRequest
-from openai_frontend.schemas import ChatCompletionRequest, ImagePart, TextPart
+from openai_frontend.schemas import ChatCompletionRequest, ImagePart
 
 IMAGE_PLACEHOLDER = "<image>"
 DEFAULT_PROMPT = "<|grounding|>Convert the document to markdown."
 
-# DeepSeek's prompt presets (README: "Prompts").
-PRESETS = {
-    "document": "<|grounding|>Convert the document to markdown.",
-    "free_ocr": "Free OCR.",
-    "figure": "Parse the figure.",
-    "describe": "Describe this image in detail.",
-    "locate": "Locate <|ref|>{text}<|/ref|> in the image.",
-}
-
-_DATA_URL = re.compile(r"^data:[^,]*;base64,(?P<data>.*)$", re.S)
-
 
 @dataclass(frozen=True)
 class ImageSource:
-    """Inline bytes (from a data URL) or a remote URL still to fetch."""
+    """Where the image is (a data: or http(s) URL) and which request field said so."""
 
-    data: bytes | None = None
-    url: str | None = None
+    url: str
+    param: str
+
+    @property
+    def inline(self) -> bool:
+        return self.url.startswith("data:")
 
 
 @dataclass(frozen=True)
@@ -45,48 +36,39 @@ class OCRRequest:
     prompt: str
 
 
-def decode_data_url(url: str, param: str) -> bytes:
-    match = _DATA_URL.match(url)
-    if not match:
-        raise BadRequest("image data URLs must be base64: data:image/<type>;base64,<data>", param=param,
-                         code="invalid_image_url")
-    try:
-        data = base64.b64decode(match["data"], validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise BadRequest(f"the image data URL is not valid base64: {exc}", param=param,
-                         code="invalid_image_url") from exc
-    if not data:
-        raise BadRequest("the image data URL is empty", param=param, code="invalid_image_url")
-    return data
-
-
 def to_ocr_request(request: ChatCompletionRequest) -> OCRRequest:
-    images: list[tuple[str, str]] = []
+    images: list[ImageSource] = []
     texts: list[str] = []
     for m, message in enumerate(request.messages):
-        if message.role == "assistant" or message.content is None:
+        if message.role == "assistant":
             continue
-        parts = [TextPart(type="text", text=message.content)] if isinstance(message.content, str) else message.content
-        for p, part in enumerate(parts):
+        for p, part in enumerate(message.content or ()):
             param = f"messages[{m}].content[{p}]"
             if isinstance(part, ImagePart):
-                if message.role != "user":
-                    raise BadRequest("images belong in user messages", param=param)
-                images.append((part.image_url.url, param))
+                images.append(_image_source(message.role, part, param))
             elif part.text.strip():
-                if IMAGE_PLACEHOLDER in part.text:
-                    raise BadRequest(f"text must not contain {IMAGE_PLACEHOLDER}; send the image as an image_url part",
-                                     param=param)
-                texts.append(part.text.strip())
+                texts.append(_instruction(part.text, param))
     if len(images) != 1:
         raise BadRequest(f"exactly one image is required per request, got {len(images)}", param="messages",
                          code="image_count")
-    url, param = images[0]
-    if url.startswith("data:"):
-        source = ImageSource(data=decode_data_url(url, param))
-    elif url.startswith(("http://", "https://")):
-        source = ImageSource(url=url)
-    else:
-        raise BadRequest("image_url must be a data: URL or an http(s) URL", param=param, code="invalid_image_url")
     instruction = "\n".join(texts) or DEFAULT_PROMPT
-    return OCRRequest(image=source, prompt=f"{IMAGE_PLACEHOLDER}\n{instruction}")
+    return OCRRequest(image=images[0], prompt=f"{IMAGE_PLACEHOLDER}\n{instruction}")
+
+
+def _image_source(role: str, part: ImagePart, param: str) -> ImageSource:
+    if role != "user":
+        raise BadRequest("images belong in user messages", param=param)
+    url = part.image_url.url
+    if not url.startswith(("data:", "http://", "https://")):
+        raise BadRequest("image_url must be a data: URL or an http(s) URL", param=f"{param}.image_url.url",
+                         code="invalid_image_url")
+    return ImageSource(url=url, param=f"{param}.image_url.url")
+
+
+def _instruction(text: str, param: str) -> str:
+    # The placeholder is where the image's tokens go: text carrying one would
+    # make the prompt's image count disagree with the images sent.
+    if IMAGE_PLACEHOLDER in text:
+        raise BadRequest(f"text must not contain {IMAGE_PLACEHOLDER}; send the image as an image_url part",
+                         param=param, code="invalid_prompt")
+    return text.strip()

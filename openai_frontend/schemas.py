@@ -7,9 +7,9 @@ Extensions, sent as extra body fields (the OpenAI SDK's `extra_body`):
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class ImageURL(BaseModel):
@@ -27,13 +27,20 @@ class ImagePart(BaseModel):
     image_url: ImageURL
 
 
-ContentPart = TextPart | ImagePart
+# Tagged by "type", so that an unknown part type is named as such.
+ContentPart = Annotated[TextPart | ImagePart, Field(discriminator="type")]
 
 
 class Message(BaseModel):
     role: Literal["system", "developer", "user", "assistant"]
-    content: str | list[ContentPart] | None = None
+    content: list[ContentPart] | None = None
     name: str | None = None
+
+    @field_validator("content", mode="before")
+    @classmethod
+    def _text_is_one_part(cls, content):
+        # OpenAI's shorthand: a string is one text part.
+        return [{"type": "text", "text": content}] if isinstance(content, str) else content
 
 
 class StreamOptions(BaseModel):
@@ -110,9 +117,14 @@ class ChatCompletion(BaseModel):
     usage: Usage
 
 
+def _omitted_when_none(**kwargs):
+    return Field(None, exclude_if=lambda value: value is None, **kwargs)
+
+
 class Delta(BaseModel):
-    role: Literal["assistant"] | None = None
-    content: str | None = None
+    # Only the first chunk carries the role, as OpenAI's do.
+    role: Literal["assistant"] | None = _omitted_when_none()
+    content: str | None = _omitted_when_none()
 
 
 class ChunkChoice(BaseModel):
@@ -128,4 +140,16 @@ class ChatCompletionChunk(BaseModel):
     created: int
     model: str
     choices: list[ChunkChoice]
-    usage: Usage | None = None
+    usage: Usage | None = _omitted_when_none()
+
+
+class Model(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    created: int
+    owned_by: str
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[Model]

@@ -21,6 +21,9 @@ import pytest
 
 from dsocr import paths
 
+# Shared test helpers (tests/helpers.py) import as `helpers`.
+sys.path.insert(0, str(Path(__file__).parent))
+
 SERVICE_READY_TIMEOUT_S = 900
 LOG_TAIL_CHARS = 20_000
 
@@ -103,6 +106,11 @@ def service(tmp_path_factory) -> Service:
     env[marker.split("=")[0]] = marker.split("=")[1]
     env["MODEL"] = str(paths.tiny_model_dir("ocr"))
     env["DSOCR_DEVICE"] = "cpu"
+    # Small enough that the tests can send an image over it cheaply.
+    env["DSOCR_MAX_IMAGE_BYTES"] = "2000000"
+    # URL images from the HTTP server a test starts on loopback, and no other host.
+    env["DSOCR_IMAGE_URL_HOSTS"] = "127.0.0.1"
+    env["DSOCR_IMAGE_URL_ALLOW_PRIVATE"] = "true"
     ports = {name: free_port() for name in ("port", "triton_http_port", "triton_grpc_port", "triton_metrics_port")}
     command = [sys.executable, "-m", "dsocr.serve", "--quiet", "--host=127.0.0.1"]
     command += [f"--{name.replace('_', '-')}={port}" for name, port in ports.items()]

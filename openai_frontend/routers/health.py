@@ -10,7 +10,7 @@ async def service_info(request: Request):
     return {
         "service": "DeepSeek-OCR on Triton",
         "model": settings.family.served_name,
-        "endpoints": ["/v1/chat/completions", "/v1/models", "/health", "/health/ready"],
+        "endpoints": ["/v1/chat/completions", "/v1/models", "/v1/models/{model}", "/health", "/health/ready"],
     }
 
 
@@ -22,7 +22,7 @@ async def liveness():
 
 @router.get("/health/ready")
 async def readiness(request: Request):
-    """Ready when Triton is up and the ensemble is loaded."""
+    """Ready when a Triton server is up with the ensemble loaded."""
     if await request.app.state.engine.ready():
         return {"status": "ready"}
     return JSONResponse({"status": "not ready"}, status_code=503)

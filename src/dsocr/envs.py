@@ -34,7 +34,21 @@ _DECLARED = [
     # OpenAI frontend (each also a flag of python -m openai_frontend)
     EnvVar("DSOCR_HOST", "0.0.0.0", "frontend bind address"),
     EnvVar("DSOCR_PORT", "8080", "frontend port"),
-    EnvVar("DSOCR_TRITON_GRPC_URL", "127.0.0.1:8001", "Triton gRPC endpoint the frontend sends requests to"),
+    EnvVar("DSOCR_TRITON_GRPC_URL", "127.0.0.1:8001",
+           "Triton gRPC endpoint(s) the frontend sends requests to; comma-separated: each request to the "
+           "ready one with the fewest in flight"),
+    EnvVar("DSOCR_API_KEY", None, "Bearer key every route but /, /health and /health/ready requires; unset: no key"),
+    EnvVar("DSOCR_MAX_REQUEST_BYTES", None,
+           "largest request body, in bytes (413 beyond); default: one base64 image of DSOCR_MAX_IMAGE_BYTES + 1 MiB"),
+    EnvVar("DSOCR_MAX_CONCURRENT_REQUESTS", "256",
+           "chat completions in flight at once, streams included; beyond it 429 with Retry-After"),
+    EnvVar("DSOCR_ALLOW_IMAGE_URLS", "false", "fetch http(s) image URLs from any public host (off: data URLs only)"),
+    EnvVar("DSOCR_IMAGE_URL_HOSTS", None,
+           "comma-separated hosts image URLs may come from (*.example.com: its subdomains); set: URLs on for them only"),
+    EnvVar("DSOCR_IMAGE_URL_ALLOW_PRIVATE", "false",
+           "let image URLs reach private, loopback and link-local addresses (off: refused after DNS resolution)"),
+    EnvVar("DSOCR_IMAGE_URL_TIMEOUT_S", "10", "time one image URL may take, DNS to last byte, in seconds"),
+    EnvVar("DSOCR_IMAGE_URL_MAX_REDIRECTS", "0", "redirects an image URL may follow, each one checked again"),
 ]
 DECLARED = {var.name: var for var in _DECLARED}
 

@@ -13,9 +13,6 @@ from vllm.sampling_params import RequestOutputKind
 from dsocr.preprocessing import prompt_token_ids
 from dsocr.settings import NGRAM_WHITELIST_TOKENS, GenerationSettings
 
-# What the engine must load for the per-request n-gram settings to apply.
-NGRAM_LOGITS_PROCESSOR = "vllm.model_executor.models.deepseek_ocr:NGramPerReqLogitsProcessor"
-
 
 @dataclass(frozen=True)
 class PromptTokens:

@@ -38,12 +38,28 @@ def input_text(request, name: str) -> str:
         raise ValueError(f"input {name} is not valid UTF-8: {exc}") from exc
 
 
+def _c_order_strides(shape) -> tuple[int, ...]:
+    strides, step = [], 1
+    for size in reversed(shape):
+        strides.append(step)
+        step *= max(size, 1)
+    return tuple(reversed(strides))
+
+
 def output_tensor(name: str, value: torch.Tensor | np.ndarray):
+    """An output tensor sharing `value`'s memory where Triton allows it.
+
+    Triton takes DLPack tensors only with exact C-order strides; numpy and
+    torch call an array contiguous even when a size-1 axis (`a[None]`) has
+    another stride, so that case is copied.
+    """
     if isinstance(value, np.ndarray):
         if not value.flags.writeable:  # torch refuses to share read-only memory
             value = value.copy()
-        value = torch.from_numpy(np.ascontiguousarray(value))
-    return pb_utils.Tensor.from_dlpack(name, torch.utils.dlpack.to_dlpack(value.contiguous()))
+        value = torch.from_numpy(value)
+    if value.stride() != _c_order_strides(value.shape):
+        value = torch.empty(value.shape, dtype=value.dtype).copy_(value)
+    return pb_utils.Tensor.from_dlpack(name, torch.utils.dlpack.to_dlpack(value))
 
 
 def output_text(name: str, text: str):

@@ -2,50 +2,12 @@
 
 from __future__ import annotations
 
-import io
-import json
-
 import httpx
-import numpy as np
 import pytest
-import tritonclient.grpc as grpcclient
-from PIL import Image, ImageDraw
+from helpers import page_png, stream_ensemble
 from tritonclient.utils import InferenceServerException
 
 pytestmark = [pytest.mark.server, pytest.mark.engine]
-
-
-def page_png(text: str = "Invoice 42\nTotal: 17.50 EUR", size=(480, 360)) -> bytes:
-    image = Image.new("RGB", size, "white")
-    ImageDraw.Draw(image).multiline_text((20, 20), text, fill="black", spacing=12)
-    buffer = io.BytesIO()
-    image.save(buffer, "PNG")
-    return buffer.getvalue()
-
-
-def uint8_input(name: str, data: bytes) -> grpcclient.InferInput:
-    tensor = grpcclient.InferInput(name, [len(data)], "UINT8")
-    tensor.set_data_from_numpy(np.frombuffer(data, dtype=np.uint8))
-    return tensor
-
-
-def stream_ensemble(url: str, image: bytes, prompt: str, settings: dict) -> list:
-    """Every response of one streamed ensemble request (an error raises)."""
-    responses, errors = [], []
-    client = grpcclient.InferenceServerClient(url)
-    client.start_stream(callback=lambda result, error: (errors if error else responses).append(error or result))
-    try:
-        client.async_stream_infer(
-            "deepseek_ocr",
-            [uint8_input("IMAGE", image), uint8_input("PROMPT", prompt.encode()),
-             uint8_input("PARAMETERS", json.dumps(settings).encode())],
-        )
-    finally:
-        client.stop_stream()  # waits for the stream to end
-        client.close()
-    if errors:
-        raise errors[0]
-    return responses
 
 
 def test_frontend_health_models_and_readiness(service):
@@ -82,6 +44,6 @@ def test_image_request_streams_from_vllm(service):
 def test_bad_image_is_invalid_argument_and_service_keeps_serving(service):
     with pytest.raises(InferenceServerException) as error:
         stream_ensemble(service.triton_grpc_url, b"not an image", "<image>\nFree OCR.", {})
-    assert "IMAGE" in str(error.value)
+    assert "unsupported image format" in str(error.value)
     responses = stream_ensemble(service.triton_grpc_url, page_png(), "<image>\nFree OCR.", {"max_tokens": 2})
     assert responses[-1].as_numpy("FINISH_REASON").tobytes().decode() in ("stop", "length")

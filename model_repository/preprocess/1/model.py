@@ -1,51 +1,61 @@
-"""Preprocessing model: one request's image bytes + prompt -> model inputs.
+"""Preprocessing model: one request's image bytes + prompt -> the views to encode.
 
 Tensor contract (also in config.pbtxt):
-  inputs   IMAGE       UINT8 [n]        encoded image file, raw bytes
-           PROMPT      UINT8 [n]        UTF-8 prompt, one "<image>" placeholder
-  outputs  IMAGE_RGB   UINT8 [H, W, 3]  decoded image, EXIF orientation applied
-           PROMPT_OUT  UINT8 [n]        the prompt, checked
+  inputs   IMAGE             UINT8 [n]           encoded image file (JPEG, PNG, WebP, BMP, GIF, TIFF)
+           PROMPT            UINT8 [n]           UTF-8 prompt with one "<image>" placeholder
+           PARAMETERS        UINT8 [n]           UTF-8 JSON (dsocr.settings): resolution_mode, max_crops; empty: defaults
+  outputs  GLOBAL_VIEW       UINT8 [1, 3, B, B]  the whole image, B = the mode's base size
+           TILES             UINT8 [t, 3, T, T]  Gundam tiles (t may be 0), T = the family's tile size
+           SPATIAL_CROP      INT64 [1, 2]        tile grid (columns, rows); (1, 1) without tiles
+           NUM_IMAGE_TOKENS  INT32 [1]           how many tokens the image expands to
+           PROMPT_OUT        UINT8 [n]           the prompt, checked
 
-Runs as several CPU instances (separate processes) so that decoding never
-waits on the GIL of the process that drives the GPU.
+Pixels stay uint8 (4x fewer bytes than float32 through Triton); the vLLM
+model normalises them where the model runs. A bad image, prompt or setting is
+an INVALID_ARGUMENT error naming the problem. The family (DeepSeek-OCR or
+OCR-2) follows the served model.
 """
 
-import io
+from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps
 
+from dsocr import envs
 from dsocr import triton_tensors as tt
+from dsocr.engine_config import load_engine_args
+from dsocr.families import family_of
+from dsocr.preprocessing import DecodeLimits, PreprocessError, preprocess_request, resolution_mode
+from dsocr.settings import ParameterError, parse_settings
 
-IMAGE_PLACEHOLDER = "<image>"
-
-
-def decode_rgb(data: bytes) -> np.ndarray:
-    if not data:
-        raise ValueError("IMAGE is empty")
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            image = ImageOps.exif_transpose(image).convert("RGB")
-    except Exception as exc:  # PIL raises many types for bad files
-        raise ValueError(f"IMAGE is not a decodable image: {exc}") from exc
-    return np.asarray(image)
+ENGINE_CONFIG = Path(__file__).parents[2] / "vllm_model" / "1" / "engine.json"
+DEFAULT_MODE = "gundam"
 
 
 class TritonPythonModel:
+    def initialize(self, args):
+        self._family = family_of(load_engine_args(ENGINE_CONFIG)["model"]).key
+        self._limits = DecodeLimits(
+            max_bytes=int(envs.get("DSOCR_MAX_IMAGE_BYTES")),
+            max_pixels=int(envs.get("DSOCR_MAX_IMAGE_PIXELS")),
+        )
+
     def execute(self, requests):
         return [self._process(request) for request in requests]
 
     def _process(self, request):
         try:
-            image = decode_rgb(tt.input_tensor(request, "IMAGE").numpy().tobytes())
+            settings = parse_settings(tt.input_bytes(request, "PARAMETERS"))
+            mode = resolution_mode(self._family, settings.resolution_mode or DEFAULT_MODE, settings.max_crops)
             prompt = tt.input_text(request, "PROMPT")
-            if prompt.count(IMAGE_PLACEHOLDER) != 1:
-                raise ValueError(f"PROMPT must contain exactly one {IMAGE_PLACEHOLDER} placeholder")
-        except ValueError as exc:
+            [image] = preprocess_request(prompt, [tt.input_bytes(request, "IMAGE")], mode, self._limits)
+        except (PreprocessError, ParameterError, ValueError) as exc:
             return tt.error_response(str(exc))
         return tt.pb_utils.InferenceResponse(
             output_tensors=[
-                tt.output_tensor("IMAGE_RGB", image),
+                tt.output_tensor("GLOBAL_VIEW", image.global_view.reshape(1, *image.global_view.shape)),
+                tt.output_tensor("TILES", image.tiles),
+                tt.output_tensor("SPATIAL_CROP", np.array([image.spatial_crop], dtype=np.int64)),
+                tt.output_tensor("NUM_IMAGE_TOKENS", np.array([image.num_image_tokens], dtype=np.int32)),
                 tt.output_text("PROMPT_OUT", prompt),
             ]
         )

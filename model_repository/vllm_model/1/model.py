@@ -1,18 +1,32 @@
-"""vLLM model: decoupled, one streamed response per engine step.
+"""vLLM model: preprocessed views in, one streamed response per engine step out.
 
 Tensor contract (also in config.pbtxt):
-  inputs   PROMPT             UINT8 [n]        UTF-8 prompt with one "<image>"
-           IMAGE_RGB          UINT8 [H, W, 3]  the decoded image
-           PARAMETERS         UINT8 [n]        UTF-8 JSON settings (dsocr.sampling); empty: defaults
-  outputs  TEXT               UINT8 [n]        UTF-8 text generated since the last response
-           FINISH_REASON      UINT8 [n]        "stop" / "length" on the last response, else empty
-           PROMPT_TOKENS      INT32 [1]        prompt length in tokens, image tokens included
-           COMPLETION_TOKENS  INT32 [1]        tokens generated so far
+  inputs   PROMPT             UINT8 [n]           UTF-8 prompt with one "<image>"
+           GLOBAL_VIEW        UINT8 [1, 3, B, B]  from `preprocess`
+           TILES              UINT8 [t, 3, T, T]  from `preprocess` (t may be 0)
+           SPATIAL_CROP       INT64 [1, 2]        from `preprocess`
+           NUM_IMAGE_TOKENS   INT32 [1]           from `preprocess`
+           PARAMETERS         UINT8 [n]           UTF-8 JSON (dsocr.settings); empty: defaults
+           CANCEL             UINT8 [n]           control request, alone: abort the generation of the
+                                                  request with this (Triton) request id; answered
+                                                  with one final response, FINISH_REASON "cancelled"
+  outputs  TEXT               UINT8 [n]           UTF-8 text generated since the last response
+           FINISH_REASON      UINT8 [n]           "stop" / "length" on the last response, else empty
+           PROMPT_TOKENS      INT32 [1]           prompt length in tokens, image tokens included
+           COMPLETION_TOKENS  INT32 [1]           tokens generated so far
+
+The views go to vLLM as already-processed inputs (dsocr.vllm_plugin): vLLM
+does not decode or tile the image again, and normalises the uint8 pixels on
+the device that runs the model.
 
 The engine (vLLM AsyncLLM) runs on an asyncio loop in its own thread:
 `execute` only schedules, so Triton's request thread never blocks and vLLM
-batches every request in flight. Engine arguments: engine.json next to this
-file, overridden by MODEL, GPU_MEMORY_UTILIZATION, MAX_MODEL_LEN,
+batches every request in flight. A generation stops in the engine when its
+request is cancelled: seen directly (`is_cancelled`, a gRPC stream cancelled
+on this model) or through a CANCEL request naming its request id, which is
+how a client of the ensemble stops it (Triton does not pass cancellation on
+to an ensemble step that is already running). Engine arguments: engine.json next to
+this file, overridden by MODEL, GPU_MEMORY_UTILIZATION, MAX_MODEL_LEN,
 TENSOR_PARALLEL_SIZE.
 """
 
@@ -28,7 +42,6 @@ locale.setlocale(locale.LC_CTYPE, "C.UTF-8")
 
 import numpy as np  # noqa: E402
 import triton_python_backend_utils as pb_utils  # noqa: E402
-from PIL import Image  # noqa: E402
 
 from dsocr import triton_tensors as tt  # noqa: E402
 from dsocr.engine_config import load_engine_args  # noqa: E402
@@ -72,69 +85,109 @@ def output_response(text: str, finish_reason: str | None, prompt_tokens: int, co
 
 class TritonPythonModel:
     def initialize(self, args):
+        from vllm.platforms import current_platform
+
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="vllm-loop", daemon=True)
         self._thread.start()
-        from vllm.platforms import current_platform
-
         engine_args = load_engine_args(ENGINE_CONFIG, on_cpu=current_platform.is_cpu())
         pb_utils.Logger.log_info(f"vllm_model: engine arguments {engine_args}")
-        self._engine = self._run(self._create_engine(engine_args))
+        self._engine, self._tokens = self._run(self._start_engine(engine_args))
+        self._max_model_len = self._engine.model_config.max_model_len
+        # Triton request id -> the engine ids of its generations in flight
+        # (touched only on the engine loop's thread).
+        self._inflight: dict[str, set[str]] = {}
 
-    async def _create_engine(self, engine_args):
+    async def _start_engine(self, engine_args):
         from vllm import AsyncEngineArgs
         from vllm.v1.engine.async_llm import AsyncLLM
 
-        return AsyncLLM.from_engine_args(AsyncEngineArgs(**engine_args))
+        from dsocr.generation import PromptTokens
+        from dsocr.triton_metrics import TritonStatLogger
+        from dsocr.vllm_plugin import ENGINE_ARGS
+
+        def stat_logger(vllm_config, engine_index=0):
+            self._stat_loggers.append(TritonStatLogger(vllm_config, engine_index))
+            return self._stat_loggers[-1]
+
+        self._stat_loggers = []
+        engine = AsyncLLM.from_engine_args(AsyncEngineArgs(**{**engine_args, **ENGINE_ARGS}), stat_loggers=[stat_logger])
+        return engine, PromptTokens.from_tokenizer(engine.get_tokenizer())
 
     def _run(self, coroutine):
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
 
     def execute(self, requests):
         for request in requests:
-            asyncio.run_coroutine_threadsafe(self._generate(request), self._loop)
+            if pb_utils.get_input_tensor_by_name(request, "CANCEL") is not None:
+                asyncio.run_coroutine_threadsafe(self._cancel(request), self._loop)
+            else:
+                asyncio.run_coroutine_threadsafe(self._generate(request), self._loop)
         return None
 
+    async def _cancel(self, request):
+        stream = ResponseStream(request)
+        engine_ids = self._inflight.pop(tt.input_text(request, "CANCEL"), ())
+        if engine_ids:
+            await self._engine.abort(list(engine_ids))
+            pb_utils.Logger.log_info(f"vllm_model: aborted {len(engine_ids)} generation(s) on request")
+        stream.send(output_response("", "cancelled", 0, 0), final=True)
+
     async def _generate(self, request):
-        from vllm import SamplingParams
-        from vllm.sampling_params import RequestOutputKind
+        from dsocr.generation import CompletionCounter, sampling_params
+        from dsocr.vllm_plugin import views_data
 
         stream = ResponseStream(request)
         request_id = uuid.uuid4().hex
+        # Client ids need not be unique; the engine's must.
+        client_id = request.request_id()
+        if client_id:
+            self._inflight.setdefault(client_id, set()).add(request_id)
         try:
             prompt = tt.input_text(request, "PROMPT")
-            image = Image.fromarray(tt.input_tensor(request, "IMAGE_RGB").numpy())
-            settings = parse_settings(tt.input_bytes(request, "PARAMETERS")).generation
-            params = SamplingParams(
-                max_tokens=settings.max_tokens,
-                temperature=settings.temperature,
-                top_p=settings.top_p,
-                seed=settings.seed,
-                stop=list(settings.stop),
-                skip_special_tokens=settings.skip_special_tokens,
-                ignore_eos=settings.ignore_eos,
-                output_kind=RequestOutputKind.DELTA,
+            num_image_tokens = int(tt.input_tensor(request, "NUM_IMAGE_TOKENS")[0])
+            image = views_data(
+                tt.input_tensor(request, "GLOBAL_VIEW")[0],
+                tt.input_tensor(request, "TILES"),
+                tt.input_tensor(request, "SPATIAL_CROP"),
             )
+            settings = parse_settings(tt.input_bytes(request, "PARAMETERS")).generation
+            counter = CompletionCounter(self._tokens.count(prompt, num_image_tokens))
+            params = sampling_params(
+                settings, settings.max_tokens_for(counter.prompt_tokens, self._max_model_len), self._tokens
+            )
+        except ValueError as exc:  # ParameterError, bad tensors: the client's input
+            stream.send(tt.error_response(str(exc)), final=True)
+            self._forget(client_id, request_id)
+            return
+        try:
             inputs = {"prompt": prompt, "multi_modal_data": {"image": image}}
-            prompt_tokens = completion_tokens = 0
             async for output in self._engine.generate(inputs, params, request_id):
                 if stream.cancelled():
                     await self._engine.abort(request_id)
+                    pb_utils.Logger.log_info(f"vllm_model: request {request_id} cancelled by the client; aborted")
                     return
+                counter.add(output)
                 step = output.outputs[0]
-                prompt_tokens = len(output.prompt_token_ids or ()) or prompt_tokens
-                completion_tokens += len(step.token_ids)
                 stream.send(
-                    output_response(step.text, step.finish_reason, prompt_tokens, completion_tokens),
+                    output_response(step.text, step.finish_reason, counter.prompt_tokens, counter.completion_tokens),
                     final=output.finished,
                 )
-        except (ParameterError, ValueError) as exc:
+        except ValueError as exc:  # vLLM's own input validation
             stream.send(tt.error_response(str(exc)), final=True)
         except Exception as exc:
             pb_utils.Logger.log_error(f"vllm_model: request {request_id} failed: {exc!r}")
             stream.send(tt.error_response(f"generation failed: {exc}", pb_utils.TritonError.INTERNAL), final=True)
         finally:
             stream.close()
+            self._forget(client_id, request_id)
+
+    def _forget(self, client_id: str, request_id: str) -> None:
+        engine_ids = self._inflight.get(client_id)
+        if engine_ids is not None:
+            engine_ids.discard(request_id)
+            if not engine_ids:
+                del self._inflight[client_id]
 
     def finalize(self):
         # Shutting the engine down ends its EngineCore process; without it the
@@ -142,3 +195,5 @@ class TritonPythonModel:
         self._engine.shutdown()
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=10)
+        for stat_logger in self._stat_loggers:
+            stat_logger.close()

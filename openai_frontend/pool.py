@@ -1,0 +1,74 @@
+"""Several Triton servers behind one frontend (one per GPU pod), as one engine.
+
+Each request goes to the ready server with the fewest requests in flight.
+gRPC keeps one connection per address, so spreading requests here, rather
+than behind a load-balanced address, is what uses every server. Readiness is
+probed in the background, so a request never waits on a probe; a server whose
+request found it unavailable counts as not ready until a probe says otherwise.
+With no server known ready a request still tries the least busy one: its
+error (503) then says what is wrong, and a probe's stale answer never refuses
+a request a server could serve.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+from openai_frontend.engine import Delta, Engine, TritonEngine
+from openai_frontend.errors import Unavailable
+
+PROBE_INTERVAL_S = 2.0
+
+
+class TritonPool:
+    def __init__(self, servers: list[Engine]):
+        self._servers = servers
+        self._in_flight = [0] * len(servers)
+        self._ready = [False] * len(servers)
+        self._prober: asyncio.Task | None = None
+
+    @classmethod
+    async def connect(cls, urls: list[str]) -> TritonPool:
+        pool = cls([TritonEngine(url) for url in urls])
+        await pool._probe()
+        pool._prober = asyncio.create_task(pool._probe_forever())
+        return pool
+
+    async def ready(self) -> bool:
+        await self._probe()
+        return any(self._ready)
+
+    async def generate(self, image: bytes, prompt: str, parameters: dict) -> AsyncIterator[Delta]:
+        index = self._pick()
+        self._in_flight[index] += 1
+        try:
+            # aclosing: closing this stream must close the server's, which cancels the Triton request.
+            async with contextlib.aclosing(self._servers[index].generate(image, prompt, parameters)) as deltas:
+                async for delta in deltas:
+                    yield delta
+        except Unavailable:
+            self._ready[index] = False
+            raise
+        finally:
+            self._in_flight[index] -= 1
+
+    def _pick(self) -> int:
+        candidates = [i for i, ready in enumerate(self._ready) if ready] or range(len(self._servers))
+        return min(candidates, key=lambda i: self._in_flight[i])
+
+    async def _probe(self) -> None:
+        self._ready = list(await asyncio.gather(*(server.ready() for server in self._servers)))
+
+    async def _probe_forever(self) -> None:
+        while True:
+            await asyncio.sleep(PROBE_INTERVAL_S)
+            await self._probe()
+
+    async def close(self) -> None:
+        if self._prober is not None:
+            self._prober.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._prober
+        await asyncio.gather(*(server.close() for server in self._servers))

@@ -1,0 +1,69 @@
+"""A client that leaves mid-stream should stop the generation in vLLM, not only the reading.
+
+Shown on the engine's own counter, vLLM's `vllm:generation_tokens_total` on
+Triton's metrics port: it climbs while the stream is read, and should stop
+climbing once the client has closed the connection, far below max_tokens.
+
+The frontend's part (closing the response closes the gRPC stream, which
+cancels the Triton request) is covered in tests/unit/test_frontend_engine.py
+and test_frontend_app.py. Triton's ensemble scheduler passes a stream's
+cancellation only to steps it schedules afterwards, never to the running
+vLLM step, so the frontend also names the request in a CANCEL request to
+`vllm_model`; this test shows the two together stop the engine.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+
+import httpx
+import pytest
+from helpers import page_png
+
+pytestmark = [pytest.mark.server, pytest.mark.engine]
+
+GENERATED = "vllm:generation_tokens_total"
+MAX_TOKENS = 1500  # several seconds of generation for the tiny model on CPU
+QUIET_S = 2.0  # how long the counter must stay still to count as stopped
+
+
+def metric(service, name: str) -> float:
+    text = httpx.get(f"http://127.0.0.1:{service.triton_metrics_port}/metrics", timeout=10).text
+    samples = [line for line in text.splitlines() if line.startswith((f"{name}{{", f"{name} "))]
+    assert samples, f"Triton's metrics do not carry {name}"
+    return sum(float(line.rsplit(" ", 1)[1]) for line in samples)
+
+
+def wait_until_still(service, timeout_s: float = 30) -> float:
+    """The counter's value once it has not moved for QUIET_S."""
+    deadline = time.monotonic() + timeout_s
+    value = metric(service, GENERATED)
+    while time.monotonic() < deadline:
+        time.sleep(QUIET_S)
+        latest = metric(service, GENERATED)
+        if latest == value:
+            return value
+        value = latest
+    raise AssertionError(f"{GENERATED} still climbing {timeout_s} s after the client left")
+
+
+def test_closing_the_stream_aborts_the_generation(service):
+    before = wait_until_still(service)
+    page = "data:image/png;base64," + base64.b64encode(page_png()).decode()
+    body = {
+        "model": "deepseek-ocr",
+        "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": page}}]}],
+        "max_tokens": MAX_TOKENS, "ignore_eos": True, "stream": True,
+    }
+    with httpx.stream("POST", f"{service.base_url}/v1/chat/completions", json=body, timeout=120) as response:
+        assert response.status_code == 200
+        events = response.iter_lines()
+        first = next(line for line in events if line.startswith("data: "))
+        assert '"role":"assistant"' in first
+        time.sleep(1.0)  # generation goes on while the client is still connected
+        while_reading = metric(service, GENERATED) - before
+    # The connection is closed here, mid-stream.
+    after = wait_until_still(service) - before
+    assert while_reading >= 2, "the engine was not generating while the stream was open"
+    assert after < MAX_TOKENS / 4, f"{after:.0f} of {MAX_TOKENS} tokens generated: the request was not aborted"

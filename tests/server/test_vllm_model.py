@@ -1,0 +1,90 @@
+"""The vLLM model behind the ensemble: cancellation, limits, modes, metrics."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import httpx
+import numpy as np
+import pytest
+import tritonclient.grpc as grpcclient
+from tritonclient.utils import InferenceServerException
+
+from helpers import page_png, stream_ensemble, uint8_input
+
+from dsocr import paths
+from dsocr.preprocessing import preprocess_image, resolution_mode
+from dsocr.tiny_models import load_tokenizer
+
+pytestmark = [pytest.mark.server, pytest.mark.engine]
+
+
+def metric(service, name: str) -> float:
+    text = httpx.get(f"http://127.0.0.1:{service.triton_metrics_port}/metrics").text
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name + "{"))
+
+
+def wait_until(condition, timeout_s: float = 30) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def test_engine_metrics_are_on_tritons_metrics_endpoint(service):
+    stream_ensemble(service.triton_grpc_url, page_png(), "<image>\nFree OCR.", {"max_tokens": 3, "ignore_eos": True})
+    assert metric(service, "vllm:generation_tokens_total") >= 3
+    assert metric(service, "vllm:prompt_tokens_total") > 0
+    assert metric(service, 'vllm:request_success_total') >= 1
+    assert metric(service, "nv_inference_count") > 0  # Triton's own, same endpoint
+
+
+def test_cancel_request_stops_the_generation_in_the_engine(service):
+    """A client that leaves cancels its stream and names its request: the engine stops."""
+    max_tokens = 2000
+    before = metric(service, "vllm:generation_tokens_total")
+    received = threading.Event()
+    client = grpcclient.InferenceServerClient(service.triton_grpc_url)
+    client.start_stream(callback=lambda result, error: received.set())
+    client.async_stream_infer(
+        "deepseek_ocr",
+        [uint8_input("IMAGE", page_png(size=(200, 150))), uint8_input("PROMPT", b"<image>\nFree OCR."),
+         uint8_input("PARAMETERS", json.dumps({"max_tokens": max_tokens, "ignore_eos": True,
+                                               "resolution_mode": "tiny"}).encode())],
+        request_id="leaving-client",
+    )
+    assert received.wait(120)
+    assert metric(service, "vllm:num_requests_running") == 1
+    client.stop_stream(cancel_requests=True)
+    client.start_stream(callback=lambda result, error: None)
+    client.async_stream_infer("vllm_model", [uint8_input("CANCEL", b"leaving-client")])
+    client.stop_stream()
+    client.close()
+
+    assert wait_until(lambda: metric(service, "vllm:num_requests_running") == 0)
+    generated = metric(service, "vllm:generation_tokens_total") - before
+    time.sleep(1)
+    assert metric(service, "vllm:generation_tokens_total") - before == generated  # nothing more
+    assert generated < max_tokens / 4
+
+
+def test_prompt_over_the_context_is_a_clear_error(service):
+    prompt = "<image>\n" + "word " * 5000  # MAX_MODEL_LEN is 4096 in the test service
+    with pytest.raises(InferenceServerException) as error:
+        stream_ensemble(service.triton_grpc_url, page_png(), prompt, {"max_tokens": 5})
+    assert "no room for output in the context of 4096 tokens" in str(error.value)
+
+
+@pytest.mark.parametrize("mode", ["tiny", "small"])
+def test_other_modes_prompt_length_is_the_predicted_one(service, mode):
+    image, prompt = page_png(size=(500, 700)), "<image>\nFree OCR."
+    responses = stream_ensemble(service.triton_grpc_url, image, prompt, {"max_tokens": 1, "resolution_mode": mode})
+    tokenizer = load_tokenizer(paths.tiny_model_dir("ocr"))
+    text_tokens = 1 + len(tokenizer.encode("\nFree OCR.", add_special_tokens=False))  # BOS + text
+    expected = preprocess_image(image, resolution_mode("ocr", mode)).num_image_tokens + text_tokens
+    assert int(responses[-1].as_numpy("PROMPT_TOKENS")[0]) == expected
+    assert np.array_equal(responses[-1].as_numpy("COMPLETION_TOKENS"), [1])

@@ -1,0 +1,113 @@
+"""Chat messages -> DeepSeek's one image and prompt; data URLs -> image bytes."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+
+from openai_frontend.errors import BadRequest
+from openai_frontend.images import decode_data_url, decoded_size
+from openai_frontend.messages import DEFAULT_PROMPT, ImageSource, to_ocr_request
+from openai_frontend.schemas import ChatCompletionRequest
+
+PNG_URL = "data:image/png;base64," + base64.b64encode(b"\x89PNG image bytes").decode()
+
+
+def request(*messages, **fields) -> ChatCompletionRequest:
+    return ChatCompletionRequest.model_validate({"model": "deepseek-ocr", "messages": list(messages), **fields})
+
+
+def image(url: str = PNG_URL) -> dict:
+    return {"type": "image_url", "image_url": {"url": url}}
+
+
+def text(value: str) -> dict:
+    return {"type": "text", "text": value}
+
+
+def test_image_before_or_after_the_text_gives_the_same_prompt():
+    before = to_ocr_request(request({"role": "user", "content": [image(), text("Free OCR.")]}))
+    after = to_ocr_request(request({"role": "user", "content": [text("Free OCR."), image()]}))
+    assert before.prompt == after.prompt == "<image>\nFree OCR."
+    assert before.image == ImageSource(url=PNG_URL, param="messages[0].content[0].image_url.url")
+    assert after.image == ImageSource(url=PNG_URL, param="messages[0].content[1].image_url.url")
+
+
+def test_texts_of_system_and_user_messages_join_in_order_and_assistant_turns_are_skipped():
+    ocr = to_ocr_request(request(
+        {"role": "system", "content": "Parse the figure."},
+        {"role": "assistant", "content": "earlier answer"},
+        {"role": "user", "content": [text("  Free OCR.  "), image(), text("   ")]},
+    ))
+    assert ocr.prompt == "<image>\nParse the figure.\nFree OCR."
+
+
+def test_an_image_alone_gets_the_default_document_prompt():
+    assert to_ocr_request(request({"role": "user", "content": [image()]})).prompt == f"<image>\n{DEFAULT_PROMPT}"
+
+
+@pytest.mark.parametrize("content, count", [
+    ("just text", 0),
+    ([image(), image()], 2),
+])
+def test_exactly_one_image_is_required(content, count):
+    with pytest.raises(BadRequest, match=f"exactly one image .* got {count}") as error:
+        to_ocr_request(request({"role": "user", "content": content}))
+    assert error.value.code == "image_count"
+
+
+def test_images_in_two_messages_are_two_images():
+    with pytest.raises(BadRequest, match="got 2"):
+        to_ocr_request(request({"role": "user", "content": [image()]}, {"role": "user", "content": [image()]}))
+
+
+def test_placeholder_in_text_is_refused():
+    with pytest.raises(BadRequest, match="<image>") as error:
+        to_ocr_request(request({"role": "user", "content": [image(), text("<image>\nFree OCR.")]}))
+    assert error.value.param == "messages[0].content[1]"
+
+
+def test_image_outside_a_user_message_is_refused():
+    with pytest.raises(BadRequest, match="user messages"):
+        to_ocr_request(request({"role": "system", "content": [image()]}))
+
+
+def test_image_url_scheme_must_be_data_or_http():
+    with pytest.raises(BadRequest, match="data: URL or an http") as error:
+        to_ocr_request(request({"role": "user", "content": [image("file:///etc/passwd")]}))
+    assert error.value.param == "messages[0].content[0].image_url.url"
+
+
+def test_data_url_decodes_to_the_image_bytes():
+    source = ImageSource(url=PNG_URL, param="p")
+    assert decode_data_url(source, max_bytes=1000) == b"\x89PNG image bytes"
+
+
+@pytest.mark.parametrize("url, match", [
+    ("data:image/png,rawbytes", "must be base64"),
+    ("data:image/png;base64,***", "not valid base64"),
+])
+def test_bad_data_urls_are_named(url, match):
+    with pytest.raises(BadRequest, match=match) as error:
+        decode_data_url(ImageSource(url=url, param="messages[0].content[0].image_url.url"), max_bytes=1000)
+    assert error.value.param == "messages[0].content[0].image_url.url"
+
+
+def test_oversized_data_url_is_refused_from_its_length():
+    data = base64.b64encode(bytes(101)).decode()
+    assert decoded_size(data) == 101
+    with pytest.raises(BadRequest, match="larger than 100 bytes") as error:
+        decode_data_url(ImageSource(url=f"data:image/png;base64,{data}", param="p"), max_bytes=100)
+    assert error.value.code == "image_too_large"
+
+
+@pytest.mark.parametrize("size", range(0, 7))
+def test_decoded_size_is_exact(size):
+    assert decoded_size(base64.b64encode(bytes(size)).decode()) == size
+
+
+def test_parameters_carry_only_what_was_set_under_the_ensembles_names():
+    body = request({"role": "user", "content": [image()]}, max_completion_tokens=7, temperature=0,
+                   resolution_mode="small", ignore_eos=True)
+    assert body.parameters() == {"max_tokens": 7, "temperature": 0, "resolution_mode": "small", "ignore_eos": True}

@@ -1,0 +1,88 @@
+"""Several Triton servers as one engine: routing to the least busy ready one, and closing through."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from openai_frontend.engine import Delta
+from openai_frontend.errors import Unavailable
+from openai_frontend.pool import TritonPool
+
+
+class Server:
+    """A Triton server double: ready or not, streams until told to finish, records closes."""
+
+    def __init__(self, name: str, ready: bool = True, fails: bool = False):
+        self.name = name
+        self.is_ready = ready
+        self.fails = fails
+        self.finish = asyncio.Event()
+        self.closed_streams = 0
+
+    async def ready(self) -> bool:
+        return self.is_ready
+
+    async def generate(self, image, prompt, parameters):
+        try:
+            if self.fails:
+                raise Unavailable(f"{self.name} is down")
+            yield Delta(self.name, None, 1, 1)
+            await self.finish.wait()
+            yield Delta("", "stop", 1, 2)
+        finally:
+            self.closed_streams += 1
+
+    async def close(self) -> None:
+        pass
+
+
+async def first_of(pool: TritonPool):
+    stream = pool.generate(b"img", "<image>\nFree OCR.", {})
+    return stream, await anext(stream)
+
+
+def test_requests_spread_over_ready_servers_by_requests_in_flight():
+    async def scenario():
+        a, b, down = Server("a"), Server("b"), Server("down", ready=False)
+        pool = TritonPool([a, down, b])
+        assert await pool.ready()
+        streams = [await first_of(pool) for _ in range(4)]
+        assert [delta.text for _, delta in streams] == ["a", "b", "a", "b"]
+        for stream, _ in streams:
+            await stream.aclose()
+        assert a.closed_streams == b.closed_streams == 2 and down.closed_streams == 0
+
+    asyncio.run(scenario())
+
+
+def test_closing_the_pools_stream_closes_the_servers_stream():
+    async def scenario():
+        server = Server("a")
+        pool = TritonPool([server])
+        stream, _ = await first_of(pool)
+        await stream.aclose()  # what a client leaving mid-stream does
+        assert server.closed_streams == 1
+
+    asyncio.run(scenario())
+
+
+def test_with_no_server_ready_a_request_still_tries_and_an_unavailable_server_is_marked_down():
+    async def scenario():
+        dead = Server("dead", ready=False, fails=True)
+        pool = TritonPool([dead])
+        assert not await pool.ready()
+        with pytest.raises(Unavailable, match="dead is down"):
+            await first_of(pool)
+
+        flaky, good = Server("flaky", fails=True), Server("good")
+        pool = TritonPool([flaky, good])
+        await pool.ready()
+        with pytest.raises(Unavailable):
+            await first_of(pool)
+        # Marked down: the next requests go to the other server, even when it is busier.
+        streams = [await first_of(pool) for _ in range(2)]
+        assert [delta.text for _, delta in streams] == ["good", "good"]
+
+    asyncio.run(scenario())
