@@ -30,6 +30,7 @@ import numpy as np
 import tritonclient.grpc.aio as grpcclient
 from tritonclient.utils import InferenceServerException
 
+from dsocr.model_errors import ENGINE_DEAD, SERVER_FAULT
 from openai_frontend.errors import BadRequest, OpenAIError, Unavailable
 
 ENSEMBLE = "deepseek_ocr"
@@ -63,10 +64,6 @@ class Engine(Protocol):
 _ENSEMBLE_PREFIX = f"in ensemble '{ENSEMBLE}', "
 # Triton's answer while the ensemble is not loaded (starting, reloading).
 _NOT_SERVED = "Request for unknown model"
-# A streamed error arrives as text only: Triton drops the status code (the
-# models' INVALID_ARG vs INTERNAL) on the way. The models report server-side
-# faults with this phrase; everything else they refuse is the request's fault.
-_SERVER_FAULT = "generation failed"
 
 
 def model_error(message: str) -> OpenAIError:
@@ -74,7 +71,10 @@ def model_error(message: str) -> OpenAIError:
     if message.startswith(_NOT_SERVED):
         return Unavailable(f"the model is not loaded: {message}")
     message = message.removeprefix(_ENSEMBLE_PREFIX)
-    if _SERVER_FAULT in message:
+    # Everything the models refuse without these phrases is the request's fault.
+    if ENGINE_DEAD in message:
+        return Unavailable(message)
+    if SERVER_FAULT in message:
         return OpenAIError(message, code="model_error")
     return BadRequest(message, code="invalid_request")
 

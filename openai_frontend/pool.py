@@ -8,6 +8,11 @@ request found it unavailable counts as not ready until a probe says otherwise.
 With no server known ready a request still tries the least busy one: its
 error (503) then says what is wrong, and a probe's stale answer never refuses
 a request a server could serve.
+
+A request that a server answers "unavailable" before any output (it stopped,
+is stopping, or its engine died) moves to the next server: OCR has no side
+effects, and nothing has reached the client yet. Once output has been
+streamed, the error goes to the client.
 """
 
 from __future__ import annotations
@@ -41,21 +46,29 @@ class TritonPool:
         return any(self._ready)
 
     async def generate(self, image: bytes, prompt: str, parameters: dict) -> AsyncIterator[Delta]:
-        index = self._pick()
-        self._in_flight[index] += 1
-        try:
-            # aclosing: closing this stream must close the server's, which cancels the Triton request.
-            async with contextlib.aclosing(self._servers[index].generate(image, prompt, parameters)) as deltas:
-                async for delta in deltas:
-                    yield delta
-        except Unavailable:
-            self._ready[index] = False
-            raise
-        finally:
-            self._in_flight[index] -= 1
+        tried: set[int] = set()
+        while True:
+            index = self._pick(tried)
+            tried.add(index)
+            streamed = False
+            self._in_flight[index] += 1
+            try:
+                # aclosing: closing this stream must close the server's, which cancels the Triton request.
+                async with contextlib.aclosing(self._servers[index].generate(image, prompt, parameters)) as deltas:
+                    async for delta in deltas:
+                        streamed = True
+                        yield delta
+                return
+            except Unavailable:
+                self._ready[index] = False
+                if streamed or len(tried) == len(self._servers):
+                    raise
+            finally:
+                self._in_flight[index] -= 1
 
-    def _pick(self) -> int:
-        candidates = [i for i, ready in enumerate(self._ready) if ready] or range(len(self._servers))
+    def _pick(self, tried: set[int]) -> int:
+        untried = [i for i in range(len(self._servers)) if i not in tried]
+        candidates = [i for i in untried if self._ready[i]] or untried
         return min(candidates, key=lambda i: self._in_flight[i])
 
     async def _probe(self) -> None:

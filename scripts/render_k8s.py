@@ -5,7 +5,7 @@
 
 Nothing here restates a port, a path or a default; each comes from where it is defined:
   Dockerfile.triton                         install directory, HF cache path
-  src/dsocr/serve.py                        Triton ports, Python-backend shared memory,
+  src/dsocr/serve.py                        Triton ports and flags (shared memory, model control),
                                             model-load and stop timeouts
   src/dsocr/envs.py                         frontend port
   model_repository/vllm_model/1/engine.json model, GPU memory share, context, GPUs per engine
@@ -86,7 +86,7 @@ class Sources:
     http_port: int
     grpc_port: int
     metrics_port: int
-    python_backend_shm: tuple[str, ...]
+    triton_flags: tuple[str, ...]
     ready_timeout_s: float
     stop_grace_s: float
     engine: dict
@@ -132,7 +132,7 @@ def read_sources() -> Sources:
         http_port=defaults.triton_http_port,
         grpc_port=defaults.triton_grpc_port,
         metrics_port=defaults.triton_metrics_port,
-        python_backend_shm=tuple(serve.PYTHON_BACKEND_SHM),
+        triton_flags=tuple(serve.TRITON_FLAGS),
         ready_timeout_s=defaults.ready_timeout_s,
         stop_grace_s=defaults.stop_grace_s,
         engine={k: v for k, v in json.loads(ENGINE_JSON.read_text()).items() if k != "on_cpu"},
@@ -189,7 +189,7 @@ def triton_statefulset(d: Deployment, s: Sources) -> dict:
         f"--http-port={s.http_port}",
         f"--grpc-port={s.grpc_port}",
         f"--metrics-port={s.metrics_port}",
-        *s.python_backend_shm,
+        *s.triton_flags,
     ]
     container = {
         "name": "triton",
@@ -209,8 +209,10 @@ def triton_statefulset(d: Deployment, s: Sources) -> dict:
         },
         # Triton opens its ports once the models are loaded (download included).
         "startupProbe": http_probe("/v2/health/live", "http", 10, math.ceil(s.ready_timeout_s / 10)),
-        "readinessProbe": http_probe("/v2/health/ready", "http", 5, 3),
-        "livenessProbe": http_probe("/v2/health/live", "http", 10, 3),
+        # The model, not only the server: a vLLM engine that died unloads its
+        # model (serve.MODEL_CONTROL), and only a fresh pod brings it back.
+        "readinessProbe": http_probe(f"/v2/models/{serve.ENSEMBLE}/ready", "http", 5, 3),
+        "livenessProbe": http_probe(f"/v2/models/{serve.ENSEMBLE}/ready", "http", 10, 3),
         "volumeMounts": [
             {"name": "hf-cache", "mountPath": s.hf_home},
             {"name": "dshm", "mountPath": "/dev/shm"},

@@ -3,7 +3,9 @@
     python -m dsocr.serve [--model M] [--port 8080] ...   (scripts/serve.sh sets up first)
 
 Waits until both are ready, prints where they listen, and stops both on
-Ctrl-C / SIGTERM. Exits non-zero when either dies on its own. Each child runs
+Ctrl-C / SIGTERM. Exits non-zero when either dies on its own, or when the
+model stays not ready (its vLLM engine died): a restart policy
+(`docker run --restart`, Kubernetes) then brings a fresh engine. Each child runs
 in its own process group and the whole group is killed at the end: the
 Python-backend stubs and vLLM's engine-core processes must not outlive the
 server (they hold gigabytes).
@@ -45,6 +47,12 @@ PYTHON_BACKEND_SHM = (
     f"--backend-config=python,shm-default-byte-size={SHM_REGION_BYTES}",
     f"--backend-config=python,shm-growth-byte-size={SHM_GROWTH_BYTES}",
 )
+
+# The vLLM model unloads itself when its engine dies, so that Triton's
+# readiness says so; Triton allows that in explicit model-control mode only.
+MODEL_CONTROL = ("--model-control-mode=explicit", "--load-model=*")
+TRITON_FLAGS = (*PYTHON_BACKEND_SHM, *MODEL_CONTROL)
+ENSEMBLE = "deepseek_ocr"
 
 
 def detect_device() -> str:
@@ -113,10 +121,12 @@ class Stack:
             f"--grpc-port={a.triton_grpc_port}",
             f"--metrics-port={a.triton_metrics_port}",
             "--log-info=false" if a.quiet else "--log-info=true",
-            *PYTHON_BACKEND_SHM,
+            *TRITON_FLAGS,
         ]
-        self._start("tritonserver", command, self.triton_env(),
-                    f"http://127.0.0.1:{a.triton_http_port}/v2/health/ready")
+        self._start("tritonserver", command, self.triton_env(), self.model_ready_url())
+
+    def model_ready_url(self) -> str:
+        return f"http://127.0.0.1:{self.args.triton_http_port}/v2/models/{ENSEMBLE}/ready"
 
     def start_frontend(self) -> None:
         a = self.args
@@ -138,12 +148,8 @@ class Stack:
             if child.process.poll() is not None:
                 print(f"[serve] {child.name} exited with {child.process.returncode} before it was ready", flush=True)
                 return False
-            try:
-                with urllib.request.urlopen(child.ready_url, timeout=2) as response:
-                    if response.status == 200:
-                        return True
-            except OSError:
-                pass
+            if is_ready(child.ready_url):
+                return True
             stopping.wait(0.5)
         if not stopping.is_set():
             print(f"[serve] {child.name} not ready after {timeout_s:.0f} s", flush=True)
@@ -152,6 +158,14 @@ class Stack:
     def stop(self) -> None:
         for child in reversed(self.children):
             child.stop(self.args.stop_grace_s)
+
+
+def is_ready(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -170,6 +184,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--ready-timeout-s", type=float, default=900.0,
                         help="how long model loading may take")
     parser.add_argument("--stop-grace-s", type=float, default=60.0)
+    parser.add_argument("--unready-exit-s", type=float, default=30.0,
+                        help="exit non-zero once the model has been not ready this long after it was ready")
+    parser.add_argument("--no-frontend", action="store_true",
+                        help="tritonserver only (one of several behind a frontend elsewhere)")
     parser.add_argument("--quiet", action="store_true", help="less Triton logging")
     args = parser.parse_args(argv)
     args.device = args.device or detect_device()
@@ -195,30 +213,45 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
 
-    exit_code = 0
     try:
         stack.start_triton()
         if not stack.wait_ready(stack.children[0], args.ready_timeout_s, stopping):
             return 0 if stopping.is_set() else 1
-        stack.start_frontend()
-        if not stack.wait_ready(stack.children[1], 60, stopping):
-            return 0 if stopping.is_set() else 1
+        if not args.no_frontend:
+            stack.start_frontend()
+            if not stack.wait_ready(stack.children[1], 60, stopping):
+                return 0 if stopping.is_set() else 1
+        api = "none (--no-frontend)" if args.no_frontend else f"http://{args.host}:{args.port}/v1"
         print(
-            f"[serve] ready: OpenAI API http://{args.host}:{args.port}/v1 | "
+            f"[serve] ready: OpenAI API {api} | "
             f"Triton HTTP :{args.triton_http_port} gRPC :{args.triton_grpc_port} "
             f"metrics :{args.triton_metrics_port} | model {args.model or 'from engine.json'}",
             flush=True,
         )
-        while not stopping.wait(0.5):
-            for child in stack.children:
-                if child.process.poll() is not None:
-                    print(f"[serve] {child.name} exited with {child.process.returncode}; stopping", flush=True)
-                    exit_code = 1
-                    stopping.set()
-        return exit_code
+        return watch(stack, stopping)
     finally:
         stack.stop()
         print("[serve] stopped", flush=True)
+
+
+def watch(stack: Stack, stopping: threading.Event) -> int:
+    """Until stopped: 1 as soon as a child exits or the model stays not ready."""
+    unready_since = None
+    while not stopping.wait(1.0):
+        for child in stack.children:
+            if child.process.poll() is not None:
+                print(f"[serve] {child.name} exited with {child.process.returncode}; stopping", flush=True)
+                return 1
+        if is_ready(stack.model_ready_url()):
+            unready_since = None
+        elif unready_since is None:
+            unready_since = time.monotonic()
+            print(f"[serve] the model is not ready; exiting unless it recovers in {stack.args.unready_exit_s:.0f} s",
+                  flush=True)
+        elif time.monotonic() - unready_since > stack.args.unready_exit_s:
+            print("[serve] the model stayed not ready; stopping", flush=True)
+            return 1
+    return 0
 
 
 if __name__ == "__main__":

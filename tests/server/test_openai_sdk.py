@@ -10,17 +10,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import http.server
-import os
-import socket
-import subprocess
-import sys
 import threading
-import time
 
 import httpx
 import openai
 import pytest
-from helpers import page_png, stream_ensemble
+from helpers import page_png, running_frontend, stream_ensemble
 
 from dsocr import paths
 
@@ -196,38 +191,13 @@ def test_url_from_a_host_outside_the_allowlist_is_400(client, image_server):
 
 # --- API key -----------------------------------------------------------------
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def keyed_frontend(service, tmp_path_factory):
     """A second frontend on the same Triton, with DSOCR_API_KEY set."""
-    port = free_port()
     log = tmp_path_factory.mktemp("keyed") / "frontend.log"
-    env = {**os.environ, "DSOCR_API_KEY": "test-key", "MODEL": str(paths.tiny_model_dir("ocr"))}
-    command = [sys.executable, "-m", "openai_frontend", "--host=127.0.0.1", f"--port={port}",
-               f"--triton-grpc-url={service.triton_grpc_url}"]
-    with open(log, "wb") as out:
-        process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert process.poll() is None, log.read_text()
-            try:
-                if httpx.get(f"{url}/health/ready", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, log.read_text()
-            time.sleep(0.3)
+    env = {"DSOCR_API_KEY": "test-key", "MODEL": str(paths.tiny_model_dir("ocr"))}
+    with running_frontend([service.triton_grpc_url], log, env) as url:
         yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
 
 
 def test_api_key_is_required_except_on_health(keyed_frontend):

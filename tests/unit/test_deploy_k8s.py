@@ -89,7 +89,7 @@ def test_triton_pods_take_one_gpu_and_keep_the_image_entrypoint():
     for workload in (statefulset, by_kind("Deployment")):
         assert "command" not in container(workload)  # would skip dumb-init and NVIDIA's CUDA set-up
     assert triton["args"][0] == "tritonserver"
-    assert set(serve.PYTHON_BACKEND_SHM) <= set(triton["args"])
+    assert set(serve.TRITON_FLAGS) <= set(triton["args"])
 
 
 def test_triton_health_ports_and_volumes():
@@ -99,8 +99,8 @@ def test_triton_health_ports_and_volumes():
     ports = {p["name"]: p["containerPort"] for p in triton["ports"]}
     assert ports == {"http": defaults.triton_http_port, "grpc": defaults.triton_grpc_port,
                      "metrics": defaults.triton_metrics_port}
-    assert triton["readinessProbe"]["httpGet"] == {"path": "/v2/health/ready", "port": "http"}
-    assert triton["livenessProbe"]["httpGet"] == {"path": "/v2/health/live", "port": "http"}
+    assert triton["readinessProbe"]["httpGet"] == {"path": "/v2/models/deepseek_ocr/ready", "port": "http"}
+    assert triton["livenessProbe"]["httpGet"] == {"path": "/v2/models/deepseek_ocr/ready", "port": "http"}
     startup = triton["startupProbe"]
     assert startup["periodSeconds"] * startup["failureThreshold"] >= defaults.ready_timeout_s
 

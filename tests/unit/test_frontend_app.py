@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import socket
 import threading
 import time
 from contextlib import contextmanager
@@ -19,6 +18,7 @@ import httpx
 import openai
 import pytest
 import uvicorn
+from helpers import free_port
 
 from openai_frontend.app import create_app
 from openai_frontend.engine import Delta
@@ -73,12 +73,6 @@ class ScriptedEngine:
 
     async def close(self) -> None:
         pass
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @contextmanager

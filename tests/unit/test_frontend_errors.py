@@ -19,6 +19,7 @@ from openai_frontend.errors import BadRequest, OpenAIError, RateLimited, Unavail
      "of 4096 tokens", BadRequest, 400, "the prompt is 5000 tokens"),
     ("in ensemble 'deepseek_ocr', generation failed: RuntimeError('engine dead')", OpenAIError, 500,
      "generation failed"),
+    ("in ensemble 'deepseek_ocr', the vLLM engine is not running", Unavailable, 503, "engine is not running"),
     ("Request for unknown model: 'deepseek_ocr' is not found", Unavailable, 503, "not loaded"),
 ])
 def test_streamed_model_errors(streamed, kind, status, message):

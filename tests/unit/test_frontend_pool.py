@@ -14,10 +14,11 @@ from openai_frontend.pool import TritonPool
 class Server:
     """A Triton server double: ready or not, streams until told to finish, records closes."""
 
-    def __init__(self, name: str, ready: bool = True, fails: bool = False):
+    def __init__(self, name: str, ready: bool = True, fails: bool = False, fails_after_first: bool = False):
         self.name = name
         self.is_ready = ready
         self.fails = fails
+        self.fails_after_first = fails_after_first
         self.finish = asyncio.Event()
         self.closed_streams = 0
 
@@ -29,6 +30,8 @@ class Server:
             if self.fails:
                 raise Unavailable(f"{self.name} is down")
             yield Delta(self.name, None, 1, 1)
+            if self.fails_after_first:
+                raise Unavailable(f"{self.name} went down")
             await self.finish.wait()
             yield Delta("", "stop", 1, 2)
         finally:
@@ -68,7 +71,7 @@ def test_closing_the_pools_stream_closes_the_servers_stream():
     asyncio.run(scenario())
 
 
-def test_with_no_server_ready_a_request_still_tries_and_an_unavailable_server_is_marked_down():
+def test_with_no_server_ready_a_request_still_tries_every_server_then_fails():
     async def scenario():
         dead = Server("dead", ready=False, fails=True)
         pool = TritonPool([dead])
@@ -76,13 +79,38 @@ def test_with_no_server_ready_a_request_still_tries_and_an_unavailable_server_is
         with pytest.raises(Unavailable, match="dead is down"):
             await first_of(pool)
 
+        pool = TritonPool([Server("a", ready=False, fails=True), Server("b", ready=False, fails=True)])
+        with pytest.raises(Unavailable, match="is down"):
+            await first_of(pool)
+
+    asyncio.run(scenario())
+
+
+def test_a_request_an_unavailable_server_refuses_moves_to_the_next_and_that_server_is_marked_down():
+    async def scenario():
         flaky, good = Server("flaky", fails=True), Server("good")
         pool = TritonPool([flaky, good])
         await pool.ready()
-        with pytest.raises(Unavailable):
-            await first_of(pool)
+        stream, delta = await first_of(pool)
+        assert delta.text == "good" and flaky.closed_streams == 1
+        await stream.aclose()
         # Marked down: the next requests go to the other server, even when it is busier.
         streams = [await first_of(pool) for _ in range(2)]
         assert [delta.text for _, delta in streams] == ["good", "good"]
+        assert flaky.closed_streams == 1
+
+    asyncio.run(scenario())
+
+
+def test_a_server_failing_after_output_was_streamed_fails_the_request():
+    async def scenario():
+        dying, good = Server("dying", fails_after_first=True), Server("good")
+        pool = TritonPool([dying, good])
+        await pool.ready()
+        stream, delta = await first_of(pool)
+        assert delta.text == "dying"
+        with pytest.raises(Unavailable, match="dying went down"):
+            await anext(stream)
+        assert good.closed_streams == 0  # not retried: the client has part of the answer
 
     asyncio.run(scenario())

@@ -28,6 +28,13 @@ how a client of the ensemble stops it (Triton does not pass cancellation on
 to an ensemble step that is already running). Engine arguments: engine.json next to
 this file, overridden by MODEL, GPU_MEMORY_UTILIZATION, MAX_MODEL_LEN,
 TENSOR_PARALLEL_SIZE.
+
+An engine that dies (its EngineCore process gone) cannot come back in this
+process: the model answers every request UNAVAILABLE with ENGINE_DEAD in the
+message (the frontend's 503) and unloads itself with the ensemble over it, so
+that Triton reports it not ready. Triton allows that in explicit
+model-control mode (dsocr.serve runs it so); in the default mode the model
+stays loaded and keeps answering UNAVAILABLE.
 """
 
 import asyncio
@@ -45,9 +52,11 @@ import triton_python_backend_utils as pb_utils  # noqa: E402
 
 from dsocr import triton_tensors as tt  # noqa: E402
 from dsocr.engine_config import load_engine_args  # noqa: E402
-from dsocr.settings import ParameterError, parse_settings  # noqa: E402
+from dsocr.model_errors import ENGINE_DEAD, SERVER_FAULT  # noqa: E402
+from dsocr.settings import parse_settings  # noqa: E402
 
 ENGINE_CONFIG = Path(__file__).with_name("engine.json")
+HEALTH_CHECK_INTERVAL_S = 1.0
 
 
 class ResponseStream:
@@ -97,6 +106,8 @@ class TritonPythonModel:
         # Triton request id -> the engine ids of its generations in flight
         # (touched only on the engine loop's thread).
         self._inflight: dict[str, set[str]] = {}
+        self._name = args["model_name"]
+        self._watcher = asyncio.run_coroutine_threadsafe(self._watch_engine(), self._loop)
 
     async def _start_engine(self, engine_args):
         from vllm import AsyncEngineArgs
@@ -117,6 +128,15 @@ class TritonPythonModel:
     def _run(self, coroutine):
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
 
+    async def _watch_engine(self) -> None:
+        while not self._engine.errored:
+            await asyncio.sleep(HEALTH_CHECK_INTERVAL_S)
+        pb_utils.Logger.log_error(f"vllm_model: {ENGINE_DEAD} (it died); unloading the model")
+        try:
+            pb_utils.unload_model(self._name, unload_dependents=True)
+        except Exception as exc:  # not in explicit model-control mode
+            pb_utils.Logger.log_error(f"vllm_model: cannot unload itself ({exc}); answering UNAVAILABLE")
+
     def execute(self, requests):
         for request in requests:
             if pb_utils.get_input_tensor_by_name(request, "CANCEL") is not None:
@@ -134,10 +154,15 @@ class TritonPythonModel:
         stream.send(output_response("", "cancelled", 0, 0), final=True)
 
     async def _generate(self, request):
+        from vllm.v1.engine.exceptions import EngineDeadError
+
         from dsocr.generation import CompletionCounter, sampling_params
         from dsocr.vllm_plugin import views_data
 
         stream = ResponseStream(request)
+        if self._engine.errored:
+            stream.send(tt.error_response(ENGINE_DEAD, pb_utils.TritonError.UNAVAILABLE), final=True)
+            return
         request_id = uuid.uuid4().hex
         # Client ids need not be unique; the engine's must.
         client_id = request.request_id()
@@ -175,9 +200,11 @@ class TritonPythonModel:
                 )
         except ValueError as exc:  # vLLM's own input validation
             stream.send(tt.error_response(str(exc)), final=True)
+        except EngineDeadError:
+            stream.send(tt.error_response(ENGINE_DEAD, pb_utils.TritonError.UNAVAILABLE), final=True)
         except Exception as exc:
             pb_utils.Logger.log_error(f"vllm_model: request {request_id} failed: {exc!r}")
-            stream.send(tt.error_response(f"generation failed: {exc}", pb_utils.TritonError.INTERNAL), final=True)
+            stream.send(tt.error_response(f"{SERVER_FAULT}: {exc}", pb_utils.TritonError.INTERNAL), final=True)
         finally:
             stream.close()
             self._forget(client_id, request_id)
@@ -192,6 +219,7 @@ class TritonPythonModel:
     def finalize(self):
         # Shutting the engine down ends its EngineCore process; without it the
         # process outlives the server.
+        self._watcher.cancel()
         self._engine.shutdown()
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=10)
