@@ -21,6 +21,8 @@ import tritonclient.grpc as grpcclient
 from PIL import Image, ImageDraw
 
 from dsocr import paths
+from dsocr.preprocessing import prompt_token_ids
+from dsocr.tiny_models import IMAGE_TOKEN
 
 
 def page_png(text: str = "Invoice 42\nTotal: 17.50 EUR", size=(480, 360)) -> bytes:
@@ -54,6 +56,17 @@ def stream_ensemble(url: str, image: bytes, prompt: str, settings: dict) -> list
     if errors:
         raise errors[0]
     return responses
+
+
+def expected_prompt_ids(tokenizer, prompt: str, image_tokens: int) -> list[int]:
+    """The prompt's token ids as DeepSeek's processing lays them out, for one image."""
+    return prompt_token_ids(
+        prompt,
+        [image_tokens],
+        lambda text: tokenizer.encode(text, add_special_tokens=False),
+        tokenizer.convert_tokens_to_ids(IMAGE_TOKEN),
+        tokenizer.bos_token_id,
+    )
 
 
 def free_port() -> int:

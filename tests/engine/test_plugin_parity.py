@@ -20,13 +20,13 @@ import io
 from dataclasses import dataclass
 
 import pytest
+from helpers import expected_prompt_ids
 from PIL import Image, ImageDraw
 
 from dsocr.preprocessing import (
     PreprocessedImage,
     decode_image,
     preprocess_image,
-    prompt_token_ids,
     resolution_mode,
 )
 from dsocr.tiny_models import IMAGE_TOKEN
@@ -83,17 +83,6 @@ def read(llm, images: list, max_tokens: int) -> list[Reading]:
     ]
 
 
-def expected_prompt_ids(llm, image_tokens: int) -> list[int]:
-    tokenizer = llm.get_tokenizer()
-    return prompt_token_ids(
-        PROMPT,
-        [image_tokens],
-        lambda text: tokenizer.encode(text, add_special_tokens=False),
-        tokenizer.convert_tokens_to_ids(IMAGE_TOKEN),
-        tokenizer.bos_token_id,
-    )
-
-
 @pytest.fixture(scope="module")
 def gundam_readings(engine) -> dict[str, Reading]:
     """The page through vLLM's path and through ours, one request at a time."""
@@ -148,7 +137,7 @@ def test_a_different_image_gives_different_logprobs(gundam_readings, mode_readin
 def test_other_modes_in_one_batch(engine, mode_readings):
     _, llm = engine
     for name, mode in mode_readings.items():
-        assert mode.reading.prompt_token_ids == expected_prompt_ids(llm, mode.image.num_image_tokens), name
+        assert mode.reading.prompt_token_ids == expected_prompt_ids(llm.get_tokenizer(), PROMPT, mode.image.num_image_tokens), name
         assert len(mode.reading.token_ids) == MODE_TOKENS, name
 
 

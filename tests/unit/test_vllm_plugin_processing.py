@@ -9,11 +9,12 @@ sizes (or of the two paths) are never batched into one encoder call.
 from __future__ import annotations
 
 import pytest
+from helpers import expected_prompt_ids
 import torch
 from PIL import Image
 
 from dsocr import paths
-from dsocr.preprocessing import image_views, prompt_token_ids, resolution_mode
+from dsocr.preprocessing import image_views, resolution_mode
 from dsocr.preprocessing.normalize import normalize
 from dsocr.tiny_models import FAMILIES, IMAGE_TOKEN, build_tiny_model
 from dsocr.vllm_plugin import ENGINE_ARGS, image_data, register
@@ -47,17 +48,6 @@ def process(processor, image) -> dict:
     return processor.apply(ProcessorInputs(prompt_ids, items), TimingContext())
 
 
-def expected_prompt_ids(processor, image_tokens: int) -> list[int]:
-    tokenizer = processor.info.get_tokenizer()
-    return prompt_token_ids(
-        PROMPT,
-        [image_tokens],
-        lambda text: tokenizer.encode(text, add_special_tokens=False),
-        tokenizer.convert_tokens_to_ids(IMAGE_TOKEN),
-        tokenizer.bos_token_id,
-    )
-
-
 def page(size: tuple[int, int]) -> Image.Image:
     return Image.effect_noise(size, 64).convert("RGB")
 
@@ -75,7 +65,7 @@ def test_image_data_of_every_mode_gets_the_predicted_prompt(processor):
         for mode in family_modes(family):
             views = image_views(image, mode)
             output = process(built, image_data(views))
-            assert output["prompt_token_ids"] == expected_prompt_ids(built, views.num_image_tokens), (mode, size)
+            assert output["prompt_token_ids"] == expected_prompt_ids(built.info.get_tokenizer(), PROMPT, views.num_image_tokens), (mode, size)
 
 
 def test_a_pil_image_gets_the_prompt_of_its_gundam_views(processor):
