@@ -1,7 +1,9 @@
 """Preprocessing throughput: dsocr.preprocessing against vLLM's DeepseekOCRProcessor.
 
 Both sides take encoded bytes (decode included) and make Gundam-mode views:
-ours as uint8 (`preprocess_image`), vLLM's as float32
+ours as uint8 (`preprocess_image`), measured twice: as the server runs it
+(the tiles resized on a second thread while the global view is made) and with
+everything on one thread; vLLM's as float32
 (`DeepseekOCRProcessor.tokenize_with_images` after DeepSeek's loader: open,
 EXIF transpose, convert to RGB). The images are document-sized and made in
 memory: A4 pages at 150 and 200 DPI as JPEG and PNG with text-like content,
@@ -18,6 +20,11 @@ Triton runs N single-core preprocess instances; ours does not use torch at
 all). The parent then checks, untimed, that ours normalised equals vLLM's
 output exactly on every image, and prints the table and where each side's
 time goes.
+
+Two clocks: wall-clock per image is the latency one request sees on an idle
+machine (where ours may use a second core); CPU seconds per image (all the
+side's threads) is what bounds throughput once every core is busy, as with N
+Triton instances under load. A second thread cannot help the latter.
 
     python scripts/bench_preprocess.py [--family ocr|ocr2] [--repeat 5] [--threads 1]
 """
@@ -113,12 +120,17 @@ def make_samples() -> list[Sample]:
 # --- the two sides ------------------------------------------------------------------
 
 
-def our_side(family: str, max_crops: int, tokenizer_dir: Path):
+def our_side(family: str, max_crops: int, tokenizer_dir: Path, parallel: bool = True):
     """Bytes in, uint8 views out (no tokenizer: the prompt is tokenised where the model runs)."""
     from dsocr.preprocessing import preprocess_image, resolution_mode
 
     mode = resolution_mode(family, "gundam", max_crops)
-    return lambda data: preprocess_image(data, mode)
+    return lambda data: preprocess_image(data, mode, parallel=parallel)
+
+
+def our_single_thread_side(family: str, max_crops: int, tokenizer_dir: Path):
+    """Ours with every step on the calling thread."""
+    return our_side(family, max_crops, tokenizer_dir, parallel=False)
 
 
 def reference_processor(family: str, max_crops: int, tokenizer_dir: Path):
@@ -148,7 +160,8 @@ def vllm_side(family: str, max_crops: int, tokenizer_dir: Path):
     return lambda data: processor.tokenize_with_images(PROMPT, [reference_decode(data)], cropping=True)
 
 
-SIDES = {"ours": our_side, "vllm": vllm_side}
+# Ours twice: the default (tiles resized on a second thread) and all on one thread.
+SIDES = {"ours": our_side, "ours 1 thread": our_single_thread_side, "vLLM": vllm_side}
 
 
 # The two C calls both sides must make identically: PIL's bicubic resize and its decoders.
@@ -192,9 +205,9 @@ def serve_side(side: str, args: argparse.Namespace) -> None:
             print(REPLY + json.dumps(time_breakdown(process, samples)), flush=True)
             continue
         data = samples[int(line)].data
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         process(data)
-        print(f"{REPLY}{time.perf_counter() - start}", flush=True)
+        print(f"{REPLY}{time.perf_counter() - start} {time.process_time() - start_cpu}", flush=True)
 
 
 class SideProcess:
@@ -221,8 +234,10 @@ class SideProcess:
         self.process.stdin.flush()
         return self._reply()
 
-    def seconds(self, index: int) -> float:
-        return float(self._ask(str(index)))
+    def seconds(self, index: int) -> tuple[float, float]:
+        """(wall, CPU) seconds to process one sample; CPU counts all of the side's threads."""
+        wall, cpu = self._ask(str(index)).split()
+        return float(wall), float(cpu)
 
     def breakdown(self) -> dict[str, float]:
         return json.loads(self._ask("breakdown"))
@@ -232,25 +247,28 @@ class SideProcess:
         self.process.wait()
 
 
-def best_seconds(sides: list[SideProcess], samples: list[Sample], repeat: int) -> list[dict[str, float]]:
-    """Per side, seconds per sample name: the sum of each sample's best time.
+def best_seconds(sides: list[SideProcess], samples: list[Sample], repeat: int) -> list[dict[str, dict[str, float]]]:
+    """Per side, per clock ("wall", "cpu"), seconds per sample name: the sum
+    of each sample's best time.
 
     The sides take turns on every sample, the first of each turn alternating
     from pass to pass.
     """
-    best = [[float("inf")] * len(samples) for _ in sides]
+    best = [[(float("inf"), float("inf"))] * len(samples) for _ in sides]
     for attempt in range(repeat):
         order = list(range(len(sides)))[:: 1 if attempt % 2 == 0 else -1]
         for index in range(len(samples)):
             for side in order:
-                best[side][index] = min(best[side][index], sides[side].seconds(index))
-    per_name = []
+                wall, cpu = sides[side].seconds(index)
+                best[side][index] = (min(best[side][index][0], wall), min(best[side][index][1], cpu))
+    per_side = []
     for side_best in best:
-        seconds: dict[str, float] = {}
-        for sample, sample_seconds in zip(samples, side_best):
-            seconds[sample.name] = seconds.get(sample.name, 0.0) + sample_seconds
-        per_name.append(seconds)
-    return per_name
+        seconds: dict[str, dict[str, float]] = {"wall": {}, "cpu": {}}
+        for sample, (wall, cpu) in zip(samples, side_best):
+            seconds["wall"][sample.name] = seconds["wall"].get(sample.name, 0.0) + wall
+            seconds["cpu"][sample.name] = seconds["cpu"].get(sample.name, 0.0) + cpu
+        per_side.append(seconds)
+    return per_side
 
 
 # --- checking and reporting ---------------------------------------------------------
@@ -262,9 +280,10 @@ def check_identical(samples: list[Sample], family: str, max_crops: int, tokenize
 
     from dsocr.preprocessing.normalize import normalize
 
-    ours, processor = our_side(family, max_crops, tokenizer_dir), reference_processor(family, max_crops, tokenizer_dir)
-    for sample in samples:
-        mine = ours(sample.data)
+    processor = reference_processor(family, max_crops, tokenizer_dir)
+    ours = [our_side(family, max_crops, tokenizer_dir, parallel) for parallel in (True, False)]
+    for sample, our_process in ((sample, side) for sample in samples for side in ours):
+        mine = our_process(sample.data)
         _, pixel_values, images_crop, _, spatial_crop, token_counts, _ = processor.tokenize_with_images(
             PROMPT, [reference_decode(sample.data)], cropping=True
         )
@@ -276,24 +295,30 @@ def check_identical(samples: list[Sample], family: str, max_crops: int, tokenize
         )
         if not same:
             sys.exit(f"MISMATCH on {sample.name}")
-    print(f"outputs identical on all {len(samples)} images (pixels after normalisation, spatial crop, token count)")
+    print(f"ours (both ways) identical to vLLM's on all {len(samples)} images "
+          "(pixels after normalisation, spatial crop, token count)")  # fmt: skip
 
 
-def print_throughput(samples: list[Sample], ours: dict[str, float], vllm: dict[str, float]) -> None:
+def print_throughput(samples: list[Sample], seconds: dict[str, dict[str, float]], clock: str) -> None:
+    """Images/s per image kind and side, and each of ours against vLLM's."""
     counts: dict[str, int] = {}
     for sample in samples:
         counts[sample.name] = counts.get(sample.name, 0) + 1
-    print(f"\n{'image':30} {'count':>5} {'ours img/s':>11} {'vLLM img/s':>11} {'ratio':>6}")
+    ours = [side for side in seconds if side != "vLLM"]
+    header = "".join(f"{side + ' img/s':>20}" for side in seconds) + "".join(f"{side + ' ratio':>20}" for side in ours)
+    print(f"\n{clock}\n{'image':28} {'count':>5}" + header)
     for name, count in [*counts.items(), ("all", sum(counts.values()))]:
-        our_s = sum(ours.values()) if name == "all" else ours[name]
-        vllm_s = sum(vllm.values()) if name == "all" else vllm[name]
-        print(f"{name:30} {count:5d} {count / our_s:11.2f} {count / vllm_s:11.2f} {vllm_s / our_s:5.2f}x")
+        side_s = {side: sum(by_name.values()) if name == "all" else by_name[name] for side, by_name in seconds.items()}
+        rates = "".join(f"{count / side_s[side]:20.2f}" for side in seconds)
+        ratios = "".join(f"{side_s['vLLM'] / side_s[side]:19.2f}x" for side in ours)
+        print(f"{name:28} {count:5d}" + rates + ratios)
 
 
-def print_breakdown(ours: dict[str, float], vllm: dict[str, float]) -> None:
+def print_breakdown(breakdowns: dict[str, dict[str, float]]) -> None:
+    """Shares of one profiled pass (of the calling thread: a worker's resizes are not in it)."""
     kinds = list(SHARED_WORK)
     print(f"\n{'share of time (one profiled pass)':34}" + "".join(f"{kind:>12}" for kind in [*kinds, "the rest"]))
-    for side, seconds in (("ours", ours), ("vLLM", vllm)):
+    for side, seconds in breakdowns.items():
         shares = [seconds[kind] / seconds["all"] for kind in kinds]
         print(f"{side:34}" + "".join(f"{share:11.0%} " for share in [*shares, 1 - sum(shares)]))
 
@@ -333,13 +358,14 @@ def main() -> None:
         print(f"{len(samples)} images, Gundam ({args.family}, max {args.max_crops} tiles), best of {args.repeat} "
               f"passes per image, torch threads {args.threads}, each side in its own process")  # fmt: skip
         sides = [SideProcess(side, args, samples_file, tokenizer_dir) for side in SIDES]
-        ours, vllm = best_seconds(sides, samples, args.repeat)
-        breakdowns = [side.breakdown() for side in sides]
+        seconds = dict(zip(SIDES, best_seconds(sides, samples, args.repeat)))
+        breakdowns = {name: side.breakdown() for name, side in zip(SIDES, sides) if name != "ours"}
         for side in sides:
             side.close()
         check_identical(samples, args.family, args.max_crops, tokenizer_dir)
-    print_throughput(samples, ours, vllm)
-    print_breakdown(*breakdowns)
+    print_throughput(samples, {side: clocks["wall"] for side, clocks in seconds.items()}, "images/s, wall-clock (latency)")
+    print_throughput(samples, {side: clocks["cpu"] for side, clocks in seconds.items()}, "images/s per CPU-second (all cores busy)")
+    print_breakdown(breakdowns)
     print_transfer_sizes()
 
 

@@ -91,7 +91,7 @@ def test_default_command_is_the_serve_module_the_server_tests_run():
     assert re.search(r"dumb-init==[\d.]+\S*", " ".join(arguments("RUN")))
     assert command == ["python3", "-m", SERVE_MODULE]
     assert importlib.util.find_spec(SERVE_MODULE) is not None
-    assert f'"-m", "{SERVE_MODULE}"' in (REPO / "tests" / "conftest.py").read_text()
+    assert f'"-m", "{SERVE_MODULE}"' in (REPO / "tests" / "helpers.py").read_text()
 
 
 def test_ports_and_healthcheck_are_the_services():
@@ -117,7 +117,7 @@ def test_readme_commands_match_the_image():
     readme = (REPO / "README.md").read_text()
     image = render_k8s.default_image()
     assert f"docker build -f Dockerfile.triton -t {image} ." in readme
-    run = re.search(r"docker run .*?(?=\n\n|```)", readme, re.S).group(0)
+    run = re.search(r"^docker run .*?(?=\n\n|```)", readme, re.S | re.M).group(0)
     assert "--gpus all" in run and image in run
     shm = re.search(r"--shm-size=(\d+)([mg])", run)
     assert int(shm.group(1)) * (1024 if shm.group(2) == "g" else 1) >= 512

@@ -95,6 +95,18 @@ def test_views_have_the_shapes_the_spatial_crop_says(width, height, mode):
     assert views.image_size == (width, height)
 
 
+@settings(max_examples=25, deadline=None)
+@given(width=small_sides, height=small_sides, mode=modes(), seed=st.integers(0, 2**32 - 1))
+def test_views_made_on_one_thread_equal_the_threaded_ones(width, height, mode, seed):
+    """The parity tests run the default (tiles on a worker thread); this pins the other path to it."""
+    pixels = np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    image = Image.fromarray(pixels)
+    threaded, single = image_views(image, mode), image_views(image, mode, parallel=False)
+    assert np.array_equal(threaded.global_view, single.global_view)
+    assert np.array_equal(threaded.tiles, single.tiles)
+    assert (threaded.spatial_crop, threaded.num_image_tokens) == (single.spatial_crop, single.num_image_tokens)
+
+
 @settings(max_examples=40, deadline=None)
 @given(width=small_sides, height=small_sides, family_mode=st.sampled_from(FITTED_MODES))
 def test_fitted_global_view_is_centred_and_padded_with_grey(width, height, family_mode):

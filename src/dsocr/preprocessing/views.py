@@ -32,9 +32,20 @@ def fitted_size(width: int, height: int, side: int) -> tuple[int, int]:
     return side, side
 
 
+def _planes(image: Image.Image) -> list[np.ndarray]:
+    """The R, G and B planes of an RGB image, each uint8 [H, W].
+
+    PIL's split copies each band out in C; each plane then copies on in
+    contiguous runs, about twice as fast as transposing the interleaved
+    [H, W, 3] array numpy would make.
+    """
+    return [np.asarray(band) for band in image.split()]
+
+
 def _write_planar(out: np.ndarray, image: Image.Image) -> None:
     """Copy an RGB image into a [3, H, W] uint8 array (a view is fine)."""
-    out[...] = np.asarray(image).transpose(2, 0, 1)
+    for channel, plane in zip(out, _planes(image)):
+        channel[...] = plane
 
 
 def global_view(image: Image.Image, mode: ResolutionMode) -> np.ndarray:
@@ -63,10 +74,11 @@ def tile_views(image: Image.Image, crop: tuple[int, int], tile_size: int) -> np.
     The image is resized to the grid's size in one go, then cut.
     """
     columns, rows = crop
-    resized = np.asarray(image.resize((columns * tile_size, rows * tile_size), _BICUBIC))
+    resized = image.resize((columns * tile_size, rows * tile_size), _BICUBIC)
     tiles = np.empty((rows * columns, 3, tile_size, tile_size), dtype=np.uint8)
-    grid = resized.reshape(rows, tile_size, columns, tile_size, 3)
-    tiles.reshape(rows, columns, 3, tile_size, tile_size)[...] = grid.transpose(0, 2, 4, 1, 3)
+    grid = tiles.reshape(rows, columns, 3, tile_size, tile_size)
+    for channel, plane in enumerate(_planes(resized)):
+        grid[:, :, channel] = plane.reshape(rows, tile_size, columns, tile_size).transpose(0, 2, 1, 3)
     return tiles
 
 
