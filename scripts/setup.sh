@@ -34,7 +34,7 @@ case "$DEVICE" in
 esac
 
 # Everything that decides what gets installed; a change re-runs the install.
-STAMP_INPUTS=(pyproject.toml requirements/* scripts/setup.sh scripts/install_triton.py)
+STAMP_INPUTS=(pyproject.toml requirements/* scripts/setup.sh scripts/install_triton.py scripts/install_perf_analyzer.sh)
 stamp="$(cat "${STAMP_INPUTS[@]}" | sha256sum | cut -c1-16)-$DEVICE"
 STAMP_FILE="$VENV/.dsocr-setup"
 
@@ -56,12 +56,17 @@ if [[ ! -f "$STAMP_FILE" || "$(cat "$STAMP_FILE")" != "$stamp" ]]; then
   "${UV[@]}" -r requirements/common.txt
   # Checks CI runs on the deployment files (hadolint, Kubernetes schemas).
   "${UV[@]}" -r requirements/dev-tools.txt
+  # Benchmarks: the plot library, and perf_analyzer (wheels for glibc 2.38 only).
+  "${UV[@]}" -r requirements/bench.txt
+  "${UV[@]}" --no-deps --python-platform "$(uname -m)-manylinux_2_38" -r requirements/perf-analyzer.txt
   "${UV[@]}" --no-deps -e .
   if ! command -v tritonserver >/dev/null 2>&1 || grep -q "dsocr tritonserver launcher" "$(command -v tritonserver)"; then
     # Only the server binary is used; the package's own dependencies pin numpy 1.
     "${UV[@]}" --no-deps nvidia-pytriton==0.7.0
   fi
   "$VENV/bin/python" scripts/install_triton.py
+  # Benchmarks only: the service and the tests other than perf_analyzer's do without it.
+  scripts/install_perf_analyzer.sh || log "perf_analyzer could not be set up (benchmarks only); see above"
   echo "$stamp" > "$STAMP_FILE"
   log "environment ready in $((SECONDS - started)) s"
 fi

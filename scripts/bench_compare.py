@@ -1,0 +1,324 @@
+"""Our stack against `vllm serve` on the same model, images and engine settings, in one run.
+
+    scripts/bench.sh compare [--concurrency 1 4 8] [--max-tokens 32] ...
+
+Four systems, one after another (each engine reserves its KV cache), each
+started here and stopped without leftovers:
+
+  (a) our OpenAI frontend over Triton      HTTP+SSE, the shared OpenAI client
+  (b) the ensemble over Triton gRPC        the same Triton as (a), no frontend
+  (c) `vllm serve`, DeepSeek's flags       HTTP+SSE, the same client as (a)
+  (d) vLLM AsyncLLM in-process             no server: the floor
+
+Every request: one image and "Free OCR.", Gundam mode with 6 tiles at most
+(vLLM's DeepSeek-OCR processor knows no other mode, so ours is asked for
+it explicitly), exactly --max-tokens output tokens (ignore_eos), greedy, the
+n-gram rule on. Per concurrency level: images/s, output tokens/s, time to
+first token and end-to-end latency p50/p95, and their ratios to (c) and (d).
+On the stack it also measures one request's stages (Triton statistics and
+vLLM's engine metrics). Results go to docs/benchmarks/compare-<device>.json,
+then docs/BENCHMARKS.md and docs/benchmarks-<device>.png are re-rendered.
+
+--frontend-url/--triton-*-url use an already running stack for (a)/(b)
+instead of starting one (the smoke test does).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from benchkit import report, systems
+from benchkit.asyncllm import InProcessEngine, start_engine
+from benchkit.clients import OpenAIChat, TritonEnsemble, prometheus_values, triton_stats
+from benchkit.images import IMAGE_SETS, Sample, make_images
+from benchkit.load import RequestResult, requests_for, run_level
+
+SYSTEM_NAMES = tuple(report.SYSTEMS)
+ENGINE_METRICS = ("vllm:e2e_request_latency_seconds_total", "vllm:time_to_first_token_seconds_total",
+                  "vllm:time_to_first_token_count_total")
+DEFAULTS = {  # device -> what a run measures unless told otherwise
+    "cpu": {"image_set": "small", "images": 4, "concurrency": [1, 4, 8], "max_tokens": 32},
+    "gpu": {"image_set": "page", "images": 32, "concurrency": [1, 4, 8, 16, 32, 64], "max_tokens": 256},
+}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--device", choices=["cpu", "gpu"], help="default: auto-detect")
+    p.add_argument("--model", help="default: what dsocr.serve serves (CPU: the tiny model)")
+    p.add_argument("--systems", nargs="+", choices=SYSTEM_NAMES, default=list(SYSTEM_NAMES))
+    p.add_argument("--image-set", choices=IMAGE_SETS, help="default: small on CPU, page on GPU")
+    p.add_argument("--images", type=int, help="distinct images (default: 4 on CPU, 32 on GPU)")
+    p.add_argument("--concurrency", type=int, nargs="+", help="default: 1 4 8 on CPU, up to 64 on GPU")
+    p.add_argument("--max-tokens", type=int, help="output tokens per request (default: 32 on CPU, 256 on GPU)")
+    p.add_argument("--requests-per-worker", type=int, default=1, help="requests each concurrent client sends")
+    p.add_argument("--min-requests", type=int, default=4, help="at least this many requests per level")
+    p.add_argument("--warmup", type=int, default=2, help="untimed requests per system first")
+    p.add_argument("--breakdown-requests", type=int, default=5,
+                   help="sequential request pairs, (b) then (a), for the stage breakdown")
+    p.add_argument("--instruction", default="Free OCR.")
+    p.add_argument("--max-crops", type=int, default=6, help="Gundam's tile limit (vLLM's processor: 6)")
+    p.add_argument("--ngram-size", type=int, default=30)
+    p.add_argument("--window-size", type=int, default=90)
+    p.add_argument("--ready-timeout-s", type=float, default=900)
+    p.add_argument("--frontend-url", help="use this running frontend for (a)")
+    p.add_argument("--triton-grpc-url", help="use this running Triton (host:port) for (b)")
+    p.add_argument("--triton-http-url", help="its HTTP endpoint (statistics)")
+    p.add_argument("--triton-metrics-url", help="its metrics endpoint (vLLM's engine metrics)")
+    p.add_argument("--results-dir", type=Path, default=report.RESULTS_DIR)
+    p.add_argument("--report", type=Path, default=report.REPORT)
+    p.add_argument("--logs-dir", type=Path, help="server logs (default: a temporary folder)")
+    p.add_argument("--child", choices=["asyncllm"], help=argparse.SUPPRESS)
+    p.add_argument("--child-config", type=Path, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # for the child of (d)
+    args.device = args.device or systems.detect_device()
+    for key, value in DEFAULTS[args.device].items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    return args
+
+
+# --- what each system is asked, so that all do the same work ------------------------
+
+
+def ensemble_parameters(args) -> dict:
+    return {"max_tokens": args.max_tokens, "ignore_eos": True, "temperature": 0, "skip_special_tokens": False,
+            "resolution_mode": "gundam", "max_crops": args.max_crops,
+            "ngram_size": args.ngram_size, "window_size": args.window_size}
+
+
+def frontend_extra_body(args) -> dict:
+    parameters = ensemble_parameters(args)
+    return {key: parameters[key] for key in
+            ("ignore_eos", "skip_special_tokens", "resolution_mode", "max_crops", "ngram_size", "window_size")}
+
+
+def ngram_whitelist(model: str) -> list[int]:
+    from transformers import AutoTokenizer
+
+    from dsocr.settings import NGRAM_WHITELIST_TOKENS
+
+    tokenizer = AutoTokenizer.from_pretrained(model)
+    return [tokenizer.convert_tokens_to_ids(token) for token in NGRAM_WHITELIST_TOKENS]
+
+
+def vllm_serve_extra_body(args, whitelist: list[int]) -> dict:
+    """vLLM's own request extensions for the same settings (DeepSeek's recipe for the n-gram rule)."""
+    return {"ignore_eos": True, "skip_special_tokens": False,
+            "vllm_xargs": {"ngram_size": args.ngram_size, "window_size": args.window_size,
+                           "whitelist_token_ids": whitelist}}
+
+
+def prompt(args) -> str:
+    """What the frontend makes of an image part and a text part."""
+    return f"<image>\n{args.instruction}"
+
+
+# --- running levels -----------------------------------------------------------------
+
+
+async def measure(name: str, send, images: list[Sample], args) -> list[dict]:
+    """Warm up, then one level per concurrency."""
+    for index in range(args.warmup):
+        await send(images[index % len(images)])
+    levels = []
+    for concurrency in args.concurrency:
+        requests = requests_for(concurrency, args.requests_per_worker, args.min_requests)
+        result = await run_level(send, images, concurrency, requests)
+        print(f"[bench] {report.SYSTEMS[name]:34} c={concurrency:<3} {result.images_per_s:7.3f} images/s "
+              f"{result.output_tokens_per_s:8.1f} tok/s  TTFT p50 {result.ttft_p50_s * 1000:8.1f} ms  "
+              f"e2e p50 {result.e2e_p50_s * 1000:8.1f} ms  prompt tokens {result.prompt_tokens}", flush=True)
+        levels.append(result.to_dict())
+    return levels
+
+
+def mean(values) -> float:
+    values = list(values)
+    return sum(values) / len(values)
+
+
+def stage_means(before: dict, after: dict, model: str, kinds: tuple[str, ...]) -> float:
+    """Mean seconds per request that `model` spent in `kinds`, between two statistics snapshots."""
+    count = after[model]["success"][0] - before[model]["success"][0]
+    nanoseconds = sum(after[model][kind][1] - before[model][kind][1] for kind in kinds)
+    return nanoseconds / max(count, 1) / 1e9
+
+
+async def breakdown(frontend: OpenAIChat, ensemble: TritonEnsemble, image: Sample, urls: dict, n: int) -> dict:
+    """One request's stages: sequential requests on an idle stack, Triton's and vLLM's own clocks."""
+    direct: list[RequestResult] = []
+    through_frontend: list[RequestResult] = []
+    stats0, engine0 = triton_stats(urls["http"]), prometheus_values(urls["metrics"], ENGINE_METRICS)
+    for _ in range(n):  # (b) then (a), in turns: both see the same machine conditions
+        direct.append(await ensemble(image))
+        through_frontend.append(await frontend(image))
+    stats1, engine1 = triton_stats(urls["http"]), prometheus_values(urls["metrics"], ENGINE_METRICS)
+    n *= 2  # every request went through the ensemble
+    engine_e2e = (engine1[ENGINE_METRICS[0]] - engine0[ENGINE_METRICS[0]]) / n
+    engine_ttft_count = engine1[ENGINE_METRICS[2]] - engine0[ENGINE_METRICS[2]]
+    engine_ttft = (engine1[ENGINE_METRICS[1]] - engine0[ENGINE_METRICS[1]]) / max(engine_ttft_count, 1)
+    a_e2e, b_e2e = mean(r.e2e_s for r in through_frontend), mean(r.e2e_s for r in direct)
+    stages = {
+        "frontend (HTTP, JSON, base64, SSE)": a_e2e - b_e2e,
+        "Triton queue: preprocess": stage_means(stats0, stats1, "preprocess", ("queue",)),
+        "preprocess (decode, views, tensor copies)": stage_means(
+            stats0, stats1, "preprocess", ("compute_input", "compute_infer", "compute_output")),
+        "Triton queue: vllm_model": stage_means(stats0, stats1, "vllm_model", ("queue",)),
+        "vllm_model execute (hands the request to the engine)": stage_means(
+            stats0, stats1, "vllm_model", ("compute_input", "compute_infer")),
+        "vLLM engine (its queue, encoder, prefill, decode)": engine_e2e,
+    }
+    triton_parts = sum(list(stages.values())[1:])
+    stages["gRPC, ensemble hand-offs, response streaming"] = b_e2e - triton_parts
+    added_ttft = sorted(a.ttft_s - b.ttft_s for a, b in zip(through_frontend, direct))
+    return {
+        "requests": len(direct), "image": image.name, "stages": stages, "engine_ttft_s": engine_ttft,
+        "added_ttft_p50_s": float(np.percentile(added_ttft, 50)),
+        "frontend_ttft_s": mean(r.ttft_s for r in through_frontend), "ensemble_ttft_s": mean(r.ttft_s for r in direct),
+        "frontend_e2e_s": a_e2e, "ensemble_e2e_s": b_e2e,
+    }
+
+
+# --- the systems --------------------------------------------------------------------
+
+
+def stack_urls(args, ports: dict[str, int] | None) -> dict[str, str]:
+    if ports is None:
+        return {"frontend": args.frontend_url, "grpc": args.triton_grpc_url,
+                "http": args.triton_http_url, "metrics": args.triton_metrics_url}
+    return {"frontend": f"http://127.0.0.1:{ports['port']}", "grpc": f"127.0.0.1:{ports['triton_grpc_port']}",
+            "http": f"http://127.0.0.1:{ports['triton_http_port']}",
+            "metrics": f"http://127.0.0.1:{ports['triton_metrics_port']}"}
+
+
+async def run_stack_systems(args, urls: dict[str, str], images: list[Sample]) -> tuple[dict, dict | None]:
+    frontend = OpenAIChat(urls["frontend"], systems.SERVED_NAME, args.instruction, args.max_tokens,
+                          frontend_extra_body(args), max(args.concurrency))
+    ensemble = TritonEnsemble(urls["grpc"], prompt(args), ensemble_parameters(args))
+    measured = {}
+    try:
+        if "ensemble" in args.systems:
+            measured["ensemble"] = await measure("ensemble", ensemble, images, args)
+        if "frontend" in args.systems:
+            measured["frontend"] = await measure("frontend", frontend, images, args)
+        stages = None
+        if args.breakdown_requests and {"frontend", "ensemble"} <= set(args.systems) and urls.get("http"):
+            stages = await breakdown(frontend, ensemble, images[0], urls, args.breakdown_requests)
+    finally:
+        await frontend.close()
+        await ensemble.close()
+    return measured, stages
+
+
+def stack_systems(args, model: str, images: list[Sample], logs: Path) -> tuple[dict, dict | None]:
+    if args.frontend_url or args.triton_grpc_url:
+        return asyncio.run(run_stack_systems(args, stack_urls(args, None), images))
+    ports = {name: systems.free_port() for name in ("port", "triton_http_port", "triton_grpc_port",
+                                                     "triton_metrics_port")}
+    command = systems.stack_command(model, args.device, ports)
+    with systems.ServerProcess("our stack (dsocr.serve)", command, systems.serve_env(model, args.device),
+                               logs / "stack.log") as server:
+        seconds = server.wait_ready(f"http://127.0.0.1:{ports['port']}/health/ready", args.ready_timeout_s)
+        print(f"[bench] our stack ready in {seconds:.0f} s", flush=True)
+        return asyncio.run(run_stack_systems(args, stack_urls(args, ports), images))
+
+
+def vllm_serve_system(args, model: str, engine_args: dict, images: list[Sample], logs: Path) -> list[dict]:
+    port = systems.free_port()
+    client_body = vllm_serve_extra_body(args, ngram_whitelist(model))
+    command = systems.vllm_serve_command(engine_args, port)
+    with systems.ServerProcess("vllm serve", command, systems.serve_env(model, args.device),
+                               logs / "vllm_serve.log") as server:
+        seconds = server.wait_ready(f"http://127.0.0.1:{port}/v1/models", args.ready_timeout_s)
+        print(f"[bench] vllm serve ready in {seconds:.0f} s: {' '.join(command)}", flush=True)
+
+        async def run() -> list[dict]:
+            client = OpenAIChat(f"http://127.0.0.1:{port}", systems.SERVED_NAME, args.instruction, args.max_tokens,
+                                client_body, max(args.concurrency))
+            try:
+                return await measure("vllm_serve", client, images, args)
+            finally:
+                await client.close()
+
+        return asyncio.run(run())
+
+
+def asyncllm_system(args, model: str, engine_args: dict, logs: Path) -> list[dict]:
+    """(d) in a child process: its engine's memory and processes end with it."""
+    config = logs / "asyncllm-config.json"
+    out = logs / "asyncllm-results.json"
+    config.write_text(json.dumps({"engine_args": engine_args, "out": str(out)}))
+    command = [sys.executable, __file__, *args.argv, "--child", "asyncllm", "--child-config", str(config)]
+    with systems.ServerProcess("AsyncLLM in-process", command, systems.serve_env(model, args.device),
+                               logs / "asyncllm.log") as child:
+        code = child.process.wait()
+        if code != 0:
+            raise RuntimeError(f"the AsyncLLM benchmark exited with {code}:\n{child.log_tail()}")
+    return json.loads(out.read_text())
+
+
+def asyncllm_child(args) -> None:
+    config = json.loads(args.child_config.read_text())
+    images = make_images(args.image_set, args.images)
+
+    async def run() -> list[dict]:
+        engine = start_engine(config["engine_args"])
+        try:
+            return await measure("asyncllm", InProcessEngine(engine, prompt(args), args.max_tokens), images, args)
+        finally:
+            engine.shutdown()
+
+    Path(config["out"]).write_text(json.dumps(asyncio.run(run())))
+
+
+# --- the run ------------------------------------------------------------------------
+
+
+def settings_record(args, model: str, engine_args: dict) -> dict:
+    return {"model": model, "image_set": args.image_set, "images": args.images, "resolution_mode": "gundam",
+            "max_crops": args.max_crops, "instruction": args.instruction, "max_tokens": args.max_tokens,
+            "ngram_size": args.ngram_size, "window_size": args.window_size, "warmup": args.warmup,
+            "concurrency": args.concurrency,
+            "requests": {c: requests_for(c, args.requests_per_worker, args.min_requests) for c in args.concurrency},
+            "engine_args": engine_args}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    if args.child:
+        asyncllm_child(args)
+        return {}
+    model = args.model or systems.default_model(args.device)
+    engine_args = systems.engine_args(model, args.device)
+    images = make_images(args.image_set, args.images)
+    logs = args.logs_dir or Path(tempfile.mkdtemp(prefix="dsocr-bench-"))
+    logs.mkdir(parents=True, exist_ok=True)
+    print(f"[bench] {args.device}, model {model}; engine arguments for every system: {engine_args}", flush=True)
+    data = {"settings": settings_record(args, model, engine_args), "machine": systems.machine_description(args.device),
+            "conditions": {"before": report.machine_conditions()}, "systems": {}}
+    if {"frontend", "ensemble"} & set(args.systems):
+        measured, data["breakdown"] = stack_systems(args, model, images, logs)
+        data["systems"].update(measured)
+    if "vllm_serve" in args.systems:
+        data["systems"]["vllm_serve"] = vllm_serve_system(args, model, engine_args, images, logs)
+    if "asyncllm" in args.systems:
+        data["systems"]["asyncllm"] = asyncllm_system(args, model, engine_args, logs)
+    data["systems"] = {name: data["systems"][name] for name in SYSTEM_NAMES if name in data["systems"]}
+    data["conditions"]["after"] = report.machine_conditions()
+    saved = report.save("compare", args.device, data, args.results_dir)
+    written = report.render(args.results_dir, args.report)
+    print(f"[bench] results {saved}; rendered {', '.join(map(str, written))}", flush=True)
+    print(report.compare_markdown(data))
+    return data
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,69 @@
+"""System (d): vLLM's AsyncLLM in-process, no server at all: the floor.
+
+It gets what a user of plain vLLM would hand it: the decoded PIL image and
+DeepSeek's prompt, so vLLM's own processor makes the views (Gundam, the only
+mode vLLM's DeepSeek-OCR processor has). The sampling parameters are built by
+the same function our Triton model uses (`dsocr.generation.sampling_params`),
+so the n-gram rule, ignore_eos, and special-token handling are identical.
+
+Runs in a child process of the comparison (`bench_compare.py --child`):
+the engine's memory and processes go away with it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import uuid
+
+from PIL import Image, ImageOps
+
+from benchkit.images import Sample
+from benchkit.load import RequestResult, Stopwatch
+
+
+def decode(data: bytes) -> Image.Image:
+    """DeepSeek's image loader: EXIF orientation applied, RGB."""
+    return ImageOps.exif_transpose(Image.open(io.BytesIO(data))).convert("RGB")
+
+
+def generation_settings(max_tokens: int):
+    from dsocr.settings import GenerationSettings
+
+    return GenerationSettings(max_tokens=max_tokens, ignore_eos=True, skip_special_tokens=False)
+
+
+def engine_inputs(prompt: str, image: Image.Image) -> dict:
+    return {"prompt": prompt, "multi_modal_data": {"image": image}}
+
+
+class InProcessEngine:
+    """Sends one request per call to an AsyncLLM and times it like the HTTP and gRPC clients."""
+
+    def __init__(self, engine, prompt: str, max_tokens: int) -> None:
+        from dsocr.generation import PromptTokens, sampling_params
+
+        self._engine, self._prompt = engine, prompt
+        tokens = PromptTokens.from_tokenizer(engine.get_tokenizer())
+        self._params = sampling_params(generation_settings(max_tokens), max_tokens, tokens)
+
+    async def __call__(self, image: Sample) -> RequestResult:
+        clock = Stopwatch()
+        # Off the event loop, as a careful user would: a page's decode must
+        # not stall the other requests' streams.
+        pil_image = await asyncio.to_thread(decode, image.data)
+        prompt_tokens = completion_tokens = 0
+        async for output in self._engine.generate(engine_inputs(self._prompt, pil_image), self._params,
+                                                  uuid.uuid4().hex):
+            step = output.outputs[0]
+            clock.saw(step.text)
+            completion_tokens += len(step.token_ids)
+            prompt_tokens = len(output.prompt_token_ids or ()) or prompt_tokens
+        return clock.result(prompt_tokens, completion_tokens)
+
+
+def start_engine(engine_args: dict):
+    from vllm import AsyncEngineArgs
+    from vllm.v1.engine.async_llm import AsyncLLM
+
+    return AsyncLLM.from_engine_args(AsyncEngineArgs(**engine_args))

@@ -1,0 +1,140 @@
+"""The clients that drive the systems, and what Triton says about a run.
+
+`OpenAIChat` is the one HTTP client for both OpenAI-compatible servers (our
+frontend and `vllm serve`): the same request body, streaming parser and
+clock, so only the server differs. Each server gets its own extension
+fields (`extra_body`) to ask for the same work: a fixed number of tokens
+(ignore_eos), DeepSeek's n-gram rule, special tokens kept.
+
+`TritonEnsemble` is a direct gRPC client of the ensemble, one stream per
+request, as the frontend itself talks to Triton: the frontend's added cost is
+the difference between the two.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+
+import httpx
+import numpy as np
+import tritonclient.grpc.aio as grpcclient
+
+from benchkit.images import Sample
+from benchkit.load import RequestResult, Stopwatch
+
+HTTP_TIMEOUT_S = 1800.0  # a CPU level of many tiled pages takes minutes
+
+
+class ServerError(RuntimeError):
+    pass
+
+
+class OpenAIChat:
+    """Streams one chat completion per call (image + instruction) and times it."""
+
+    def __init__(self, base_url: str, model: str, instruction: str, max_tokens: int, extra_body: dict,
+                 concurrency: int = 64) -> None:
+        self._url = base_url.rstrip("/") + "/v1/chat/completions"
+        self._model, self._instruction, self._max_tokens = model, instruction, max_tokens
+        self._extra_body = extra_body
+        limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+        self._http = httpx.AsyncClient(timeout=HTTP_TIMEOUT_S, limits=limits)
+
+    def body(self, image: Sample) -> dict:
+        content = [{"type": "image_url", "image_url": {"url": image.data_url}},
+                   {"type": "text", "text": self._instruction}]
+        return {
+            "model": self._model,
+            "messages": [{"role": "user", "content": content}],
+            "max_tokens": self._max_tokens,
+            "temperature": 0,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+            **self._extra_body,
+        }
+
+    async def __call__(self, image: Sample) -> RequestResult:
+        clock, usage = Stopwatch(), None
+        async with self._http.stream("POST", self._url, json=self.body(image)) as response:
+            if response.status_code != 200:
+                raise ServerError(f"{self._url}: {response.status_code} {(await response.aread()).decode()[:500]}")
+            async for line in response.aiter_lines():
+                if not line.startswith("data: ") or line == "data: [DONE]":
+                    continue
+                chunk = json.loads(line[len("data: "):])
+                if "error" in chunk:
+                    raise ServerError(f"{self._url}: {chunk['error']}")
+                for choice in chunk.get("choices") or ():
+                    clock.saw((choice.get("delta") or {}).get("content"))
+                usage = chunk.get("usage") or usage
+        if usage is None:
+            raise ServerError(f"{self._url}: the stream carried no usage")
+        return clock.result(usage["prompt_tokens"], usage["completion_tokens"])
+
+    async def close(self) -> None:
+        await self._http.aclose()
+
+
+def _uint8(name: str, data: bytes) -> grpcclient.InferInput:
+    tensor = grpcclient.InferInput(name, [len(data)], "UINT8")
+    tensor.set_data_from_numpy(np.frombuffer(data, dtype=np.uint8))
+    return tensor
+
+
+class TritonEnsemble:
+    """One streamed ensemble request per call over gRPC, timed like `OpenAIChat`."""
+
+    def __init__(self, url: str, prompt: str, parameters: dict, model: str = "deepseek_ocr") -> None:
+        self._client = grpcclient.InferenceServerClient(url)
+        self._prompt, self._parameters, self._model = prompt.encode(), json.dumps(parameters).encode(), model
+
+    async def __call__(self, image: Sample) -> RequestResult:
+        inputs = [_uint8("IMAGE", image.data), _uint8("PROMPT", self._prompt), _uint8("PARAMETERS", self._parameters)]
+
+        async def one_request():
+            yield {"model_name": self._model, "inputs": inputs, "request_id": uuid.uuid4().hex}
+
+        clock = Stopwatch()
+        async for result, error in self._client.stream_infer(one_request()):
+            if error is not None:
+                raise ServerError(f"ensemble: {error}")
+            clock.saw(result.as_numpy("TEXT").tobytes().decode("utf-8", errors="replace"))
+            if result.as_numpy("FINISH_REASON").size:
+                prompt_tokens = int(result.as_numpy("PROMPT_TOKENS")[0])
+                return clock.result(prompt_tokens, int(result.as_numpy("COMPLETION_TOKENS")[0]))
+        raise ServerError("ensemble: the stream ended without a finish reason")
+
+    async def close(self) -> None:
+        await self._client.close()
+
+
+# --- what Triton measured ------------------------------------------------------------
+
+STAT_KINDS = ("queue", "compute_input", "compute_infer", "compute_output")
+
+
+def triton_stats(http_url: str) -> dict[str, dict[str, tuple[int, int]]]:
+    """Per model: (count, total ns) of each stage of Triton's statistics extension."""
+    body = httpx.get(f"{http_url.rstrip('/')}/v2/models/stats", timeout=10).raise_for_status().json()
+    stats = {}
+    for model in body["model_stats"]:
+        inference = model["inference_stats"]
+        stats[model["name"]] = {kind: (int(inference[kind]["count"]), int(inference[kind]["ns"]))
+                                for kind in (*STAT_KINDS, "success")}
+    return stats
+
+
+_SAMPLE = re.compile(r'^([a-zA-Z_:][\w:]*)(\{[^}]*\})?\s+(\S+)$')
+
+
+def prometheus_values(metrics_url: str, names: tuple[str, ...]) -> dict[str, float]:
+    """The sum over labels of each named sample on Triton's metrics endpoint (0 when absent)."""
+    text = httpx.get(f"{metrics_url.rstrip('/')}/metrics", timeout=10).raise_for_status().text
+    values = dict.fromkeys(names, 0.0)
+    for line in text.splitlines():
+        match = _SAMPLE.match(line)
+        if match and match.group(1) in values:
+            values[match.group(1)] += float(match.group(3))
+    return values

@@ -1,0 +1,62 @@
+"""The plot: throughput vs concurrency for (a)-(d), one request's stages, preprocess scaling."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; no display on a server
+import matplotlib.pyplot as plt  # noqa: E402
+
+from benchkit.report import SYSTEMS  # noqa: E402
+
+MARKERS = {"frontend": "o", "ensemble": "s", "vllm_serve": "^", "asyncllm": "D"}
+
+
+def _throughput(ax, compare: dict) -> None:
+    for name, levels in compare["systems"].items():
+        ax.plot([lv["concurrency"] for lv in levels], [lv["images_per_s"] for lv in levels],
+                marker=MARKERS.get(name, "o"), label=SYSTEMS[name])
+    ax.set(title="Throughput vs concurrency", xlabel="concurrent requests", ylabel="images/s")
+    ax.set_xscale("log", base=2)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+
+
+def _breakdown(ax, breakdown: dict) -> None:
+    left = 0.0
+    for stage, seconds in breakdown["stages"].items():
+        ax.barh([0], [seconds * 1000], left=left, label=stage)
+        left += seconds * 1000
+    ax.set(title="One request, end to end (a)", xlabel="ms", yticks=[])
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.25), ncol=2)
+
+
+def _preprocess(ax, data: dict) -> None:
+    levels = data["levels"]
+    ax.plot([r["instances"] for r in levels], [r["images_per_s"] for r in levels], marker="o")
+    ax.set(title=f"Preprocess instances ({data['settings']['image_set']} images)", xlabel="instances",
+           ylabel="images/s")
+    ax.set_xticks([r["instances"] for r in levels])
+    ax.grid(alpha=0.3)
+
+
+def plot(results: dict[str, dict], device: str, path: Path) -> None:
+    panels = []
+    if "compare" in results:
+        panels.append(lambda ax: _throughput(ax, results["compare"]))
+        if results["compare"].get("breakdown"):
+            panels.append(lambda ax: _breakdown(ax, results["compare"]["breakdown"]))
+    if "preprocess_instances" in results:
+        panels.append(lambda ax: _preprocess(ax, results["preprocess_instances"]))
+    if not panels:
+        return
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.2), squeeze=False)
+    for draw, ax in zip(panels, axes[0]):
+        draw(ax)
+    fig.suptitle(f"DeepSeek-OCR serving benchmarks ({device.upper()})")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,246 @@
+"""Measured results -> the figures in docs/BENCHMARKS.md and the plot.
+
+Each benchmark saves what it measured as JSON (docs/benchmarks/<name>-<device>.json)
+and then re-renders every generated block of the report from all the JSON
+files present, plus the plot. The report's prose lives outside the blocks
+(`<!-- BEGIN <name>-<device> -->` ... `<!-- END ... -->`); a block with no
+results keeps what it says (for the GPU: not measured yet). Figures are
+only ever what a run measured.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+RESULTS_DIR = ROOT / "docs" / "benchmarks"
+REPORT = ROOT / "docs" / "BENCHMARKS.md"
+BENCHMARKS = ("compare", "perf_analyzer", "preprocess_instances")
+DEVICES = ("cpu", "gpu")
+
+SYSTEMS = {
+    "frontend": "(a) our frontend over Triton",
+    "ensemble": "(b) Triton gRPC, the ensemble",
+    "vllm_serve": "(c) vllm serve",
+    "asyncllm": "(d) AsyncLLM in-process",
+}
+TTFT_TARGET_S = 0.010
+ASYNCLLM_TARGET = 0.9
+
+
+# --- saving -------------------------------------------------------------------------
+
+
+def machine_conditions() -> dict:
+    """What else the machine was doing: the load average when a run starts and ends."""
+    return {"cpus": os.cpu_count(), "platform": platform.platform(), "loadavg": list(os.getloadavg()),
+            "time": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
+
+
+def save(name: str, device: str, data: dict, results_dir: Path = RESULTS_DIR) -> Path:
+    results_dir.mkdir(parents=True, exist_ok=True)
+    path = results_dir / f"{name}-{device}.json"
+    path.write_text(json.dumps(data, indent=1) + "\n")
+    return path
+
+
+def load_all(results_dir: Path) -> dict[tuple[str, str], dict]:
+    found = {}
+    for name in BENCHMARKS:
+        for device in DEVICES:
+            path = results_dir / f"{name}-{device}.json"
+            if path.exists():
+                found[(name, device)] = json.loads(path.read_text())
+    return found
+
+
+# --- markdown -----------------------------------------------------------------------
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:.0f}" if seconds >= 0.1 else f"{seconds * 1000:.1f}"
+
+
+def table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def conditions_line(data: dict) -> str:
+    before, after = data["conditions"]["before"], data["conditions"].get("after", {})
+    load = lambda c: "/".join(f"{x:.2f}" for x in c.get("loadavg", ()))  # noqa: E731
+    return (f"Measured {before['time']} on {data.get('machine', before['platform'])}, {before['cpus']} CPUs; "
+            f"load average (1/5/15 min) {load(before)} before, {load(after)} after.")
+
+
+def level(data: dict, system: str, concurrency: int) -> dict | None:
+    for entry in data["systems"].get(system, ()):
+        if entry["concurrency"] == concurrency:
+            return entry
+    return None
+
+
+METRICS = [("images_per_s", "images/s", "{:.3f}"), ("output_tokens_per_s", "output tok/s", "{:.1f}"),
+           ("ttft_p50_s", "TTFT p50 ms", None), ("ttft_p95_s", "TTFT p95 ms", None),
+           ("e2e_p50_s", "e2e p50 ms", None), ("e2e_p95_s", "e2e p95 ms", None)]
+
+
+def fmt(metric: str, value: float) -> str:
+    pattern = dict((m, f) for m, _, f in METRICS)[metric]
+    return pattern.format(value) if pattern else ms(value)
+
+
+def ratio(value: float, reference: dict | None, metric: str) -> str:
+    if reference is None or not reference[metric]:
+        return "–"
+    return f"{value / reference[metric]:.2f}"
+
+
+def compare_markdown(data: dict) -> str:
+    s = data["settings"]
+    parts = [
+        conditions_line(data),
+        f"Model `{s['model']}`; {s['images']} {s['image_set']} images ({s['resolution_mode']} mode, max "
+        f"{s['max_crops']} tiles), prompt `{s['instruction']}`, {s['max_tokens']} output tokens per request "
+        f"(ignore_eos), greedy, DeepSeek's n-gram rule ({s['ngram_size']}/{s['window_size']}); "
+        f"{s['warmup']} warm-up requests per system; requests per level: {s['requests']}.",
+        "Engine settings, the same for every system: `" + json.dumps(s["engine_args"]) + "`.",
+        "Prompt tokens per request: " + ", ".join(
+            f"{SYSTEMS[name]} {sorted({t for lv in levels for t in lv['prompt_tokens']})}"
+            for name, levels in data["systems"].items()) + ".",
+    ]
+    rows, ratio_rows = [], []
+    for name, levels in data["systems"].items():
+        for lv in levels:
+            c = lv["concurrency"]
+            rows.append([SYSTEMS[name], str(c), *(fmt(m, lv[m]) for m, _, _ in METRICS),
+                         "/".join(map(str, lv["completion_tokens"]))])
+            refs = (level(data, "vllm_serve", c), level(data, "asyncllm", c))
+            ratio_rows.append([SYSTEMS[name], str(c),
+                               *(f"{ratio(lv[m], refs[0], m)} / {ratio(lv[m], refs[1], m)}" for m, _, _ in METRICS)])
+    parts.append(table(["system", "concurrency", *(label for _, label, _ in METRICS), "output tokens"], rows))
+    parts.append("Ratios to (c) `vllm serve` / to (d) AsyncLLM (throughput: higher is better; latency: lower is better):")
+    parts.append(table(["system", "concurrency", *(label for _, label, _ in METRICS)], ratio_rows))
+    if data.get("breakdown"):
+        parts.append(breakdown_markdown(data["breakdown"]))
+    parts.append(targets_markdown(data))
+    return "\n\n".join(parts)
+
+
+def breakdown_markdown(b: dict) -> str:
+    rows = [[stage, ms(seconds)] for stage, seconds in b["stages"].items()]
+    return "\n\n".join([
+        f"Where the time of one request goes (mean of {b['requests']} sequential pairs of requests, (b) then (a), "
+        f"of one image, "
+        f"{b['image']}; Triton's statistics extension and vLLM's engine metrics on Triton's metrics port, "
+        f"the frontend as (a) minus (b)):",
+        table(["stage", "ms"], rows),
+        f"Time to first token: (a) {ms(b['frontend_ttft_s'])} ms, (b) {ms(b['ensemble_ttft_s'])} ms, "
+        f"vLLM engine {ms(b['engine_ttft_s'])} ms; end to end: (a) {ms(b['frontend_e2e_s'])} ms, "
+        f"(b) {ms(b['ensemble_e2e_s'])} ms.",
+    ])
+
+
+def targets(data: dict) -> list[tuple[str, bool | None, str]]:
+    """(target, met, the figures behind it); met is None when a system was not measured."""
+    found = []
+    ours = data["systems"].get("frontend", [])
+
+    def versus(reference: str, factor: float, label: str) -> None:
+        pairs = [(lv, level(data, reference, lv["concurrency"])) for lv in ours]
+        pairs = [(lv, ref) for lv, ref in pairs if ref]
+        if not pairs:
+            found.append((label, "info", "not measured"))
+            return
+        detail = ", ".join(f"c={lv['concurrency']}: {lv['images_per_s'] / ref['images_per_s']:.2f}x" for lv, ref in pairs)
+        met = all(lv["images_per_s"] >= factor * ref["images_per_s"] for lv, ref in pairs)
+        found.append((label, met, detail))
+
+    versus("vllm_serve", 1.0, "(a) throughput >= (c) vllm serve at every concurrency")
+    versus("asyncllm", ASYNCLLM_TARGET, f"(a) throughput >= {ASYNCLLM_TARGET}x (d) AsyncLLM at every concurrency")
+    b = data.get("breakdown")
+    if b:
+        added = b["added_ttft_p50_s"]
+        # A negative difference means the engine's run-to-run spread swamps the frontend's cost.
+        verdict = None if added < 0 else added < TTFT_TARGET_S
+        found.append(("frontend + Triton added TTFT < 10 ms p50 relative to (b)", verdict,
+                      f"(a) - (b) = {ms(added)} ms (median over {b['requests']} sequential pairs of requests)"))
+    for lv in ours:
+        ref = level(data, "ensemble", lv["concurrency"])
+        if ref:
+            found.append((f"added TTFT p50 (a) - (b) at c={lv['concurrency']} (under load, for information)", "info",
+                          f"{ms(lv['ttft_p50_s'] - ref['ttft_p50_s'])} ms"))
+    return found
+
+
+def targets_markdown(data: dict) -> str:
+    word = {True: "**met**", False: "**missed**", None: "not shown (noise)", "info": "–"}
+    return "Targets on this run:\n\n" + table(["target", "", "figures"],
+                                              [[t, word[met], detail] for t, met, detail in targets(data)])
+
+
+def perf_analyzer_markdown(data: dict) -> str:
+    s = data["settings"]
+    rows = [[str(r["concurrency"]), f"{r['throughput']:.3f}", ms(r["p50_latency_s"]), ms(r["p95_latency_s"]),
+             ms(r["avg_latency_s"]), ms(r.get("first_response_p50_s", float("nan")))] for r in data["levels"]]
+    return "\n\n".join([
+        conditions_line(data),
+        f"`{' '.join(data['command'])}` (per concurrency, from `{s['input_data']}`: {s['images']} "
+        f"{s['image_set']} images, {s['max_tokens']} tokens each, {s['resolution_mode']} mode).",
+        table(["concurrency", "infer/s", "p50 latency ms", "p95 latency ms", "avg latency ms", "first response p50 ms"],
+              rows),
+        f"perf_analyzer's own summary at concurrency {data['levels'][-1]['concurrency']} (server side per "
+        "composing model; the decoupled `vllm_model`'s compute is only its hand-over to the engine):",
+        "```\n" + data["levels"][-1].get("summary", "") + "\n```",
+    ])
+
+
+def preprocess_markdown(data: dict) -> str:
+    s = data["settings"]
+    base = data["levels"][0]["images_per_s"]
+    rows = [[str(r["instances"]), str(r["concurrency"]), str(r["requests"]), f"{r['images_per_s']:.2f}",
+             f"{r['images_per_s'] / base:.2f}x", ms(r["e2e_p50_s"])] for r in data["levels"]]
+    return "\n\n".join([
+        conditions_line(data),
+        f"Target: {s['target']}; {s['images']} {s['image_set']} images ({s['resolution_mode']} mode, "
+        f"max {s['max_crops']} tiles){', ' + str(s['max_tokens']) + ' output tokens' if s.get('max_tokens') else ''}.",
+        table(["preprocess instances", "concurrency", "requests", "images/s", "vs 1 instance", "e2e p50 ms"], rows),
+    ])
+
+
+RENDERERS = {"compare": compare_markdown, "perf_analyzer": perf_analyzer_markdown,
+             "preprocess_instances": preprocess_markdown}
+
+
+def replace_block(text: str, key: str, body: str) -> str:
+    begin, end = f"<!-- BEGIN {key} -->", f"<!-- END {key} -->"
+    block = f"{begin}\n{body}\n{end}"
+    pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.S)
+    if pattern.search(text):
+        return pattern.sub(lambda _: block, text)
+    return text.rstrip("\n") + f"\n\n## {key}\n\n{block}\n"
+
+
+def render(results_dir: Path = RESULTS_DIR, report: Path = REPORT, plot_dir: Path | None = None) -> list[Path]:
+    """Rewrite every generated block of `report` and the plot of each device measured."""
+    results = load_all(results_dir)
+    text = report.read_text() if report.exists() else "# Benchmarks\n"
+    for (name, device), data in results.items():
+        text = replace_block(text, f"{name}-{device}", RENDERERS[name](data))
+    report.parent.mkdir(parents=True, exist_ok=True)
+    report.write_text(text)
+    written = [report]
+    for device in DEVICES:
+        if any(key[1] == device for key in results):
+            from benchkit.plot import plot
+
+            path = (plot_dir or report.parent) / f"benchmarks-{device}.png"
+            plot({name: data for (name, d), data in results.items() if d == device}, device, path)
+            written.append(path)
+    return written

@@ -1,0 +1,120 @@
+"""The benchmark scripts, each on one tiny input, so that they do not rot.
+
+The benchmarks themselves are not part of the suite (scripts/bench.sh runs
+them). Here each script runs against the session's stack on one small image
+and a couple of output tokens, with its results, report and plot written to
+a temporary folder. `vllm serve` and the in-process AsyncLLM would each start
+another engine (a minute on CPU), so for those the test covers what is
+theirs: the command line and engine settings, the request bodies and engine
+inputs, and the report rendered from a measured sample.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
+sys.path.insert(0, str(SCRIPTS))
+
+import bench_compare  # noqa: E402
+import bench_perf_analyzer  # noqa: E402
+import bench_preprocess_instances  # noqa: E402
+from benchkit import asyncllm, report, systems  # noqa: E402
+from benchkit.images import make_images  # noqa: E402
+
+pytestmark = [pytest.mark.server, pytest.mark.engine]
+
+TINY = ["--device", "cpu", "--image-set", "small", "--images", "1", "--concurrency", "1"]
+
+
+def outputs(tmp_path: Path) -> list[str]:
+    return ["--results-dir", str(tmp_path / "results"), "--report", str(tmp_path / "BENCHMARKS.md")]
+
+
+@pytest.fixture(scope="module")
+def compared(service, tmp_path_factory) -> tuple[dict, Path]:
+    """(a) and (b) with the stage breakdown, measured on the session's stack."""
+    tmp_path = tmp_path_factory.mktemp("compare")
+    data = bench_compare.main([
+        *TINY, *outputs(tmp_path), "--systems", "frontend", "ensemble", "--max-tokens", "2", "--warmup", "0",
+        "--min-requests", "1", "--requests-per-worker", "1", "--breakdown-requests", "1",
+        "--frontend-url", service.base_url, "--triton-grpc-url", service.triton_grpc_url,
+        "--triton-http-url", service.triton_http_url,
+        "--triton-metrics-url", f"http://127.0.0.1:{service.triton_metrics_port}",
+    ])  # fmt: skip
+    return data, tmp_path
+
+
+def test_compare_measures_the_frontend_and_the_ensemble_alike(compared):
+    data, tmp_path = compared
+    frontend, ensemble = data["systems"]["frontend"][0], data["systems"]["ensemble"][0]
+    assert frontend["completion_tokens"] == ensemble["completion_tokens"] == [2]
+    assert frontend["prompt_tokens"] == ensemble["prompt_tokens"]
+    assert frontend["images_per_s"] > 0 and frontend["ttft_p50_s"] <= frontend["e2e_p50_s"]
+    stages = data["breakdown"]["stages"]
+    assert stages["vLLM engine (its queue, encoder, prefill, decode)"] > 0
+    assert stages["preprocess (decode, views, tensor copies)"] > 0
+    assert (tmp_path / "results" / "compare-cpu.json").exists()
+    assert (tmp_path / "benchmarks-cpu.png").stat().st_size > 0
+
+
+def test_compare_report_rendered_with_all_four_systems(compared, tmp_path):
+    """Rendering only: (c) and (d) take the measured sample of (b) (this report is thrown away)."""
+    data = {**compared[0], "systems": dict(compared[0]["systems"])}
+    data["systems"]["vllm_serve"] = data["systems"]["asyncllm"] = data["systems"]["ensemble"]
+    report.save("compare", "cpu", data, tmp_path)
+    written = report.render(tmp_path, tmp_path / "BENCHMARKS.md")
+    text = written[0].read_text()
+    assert "<!-- BEGIN compare-cpu -->" in text and "(c) vllm serve" in text and "(d) AsyncLLM" in text
+    assert "(a) throughput >= (c) vllm serve at every concurrency" in text
+    assert written[1].name == "benchmarks-cpu.png"
+
+
+def test_vllm_serve_gets_the_engine_settings_of_the_triton_model():
+    engine_args = systems.engine_args(None, "cpu")
+    command = systems.vllm_serve_command(engine_args, 1234)
+    joined = " ".join(command)
+    for flag in ("--no-enable-prefix-caching", "--mm-processor-cache-gb 0", "--enforce-eager",
+                 f"--max-num-seqs {engine_args['max_num_seqs']}", f"--max-model-len {engine_args['max_model_len']}",
+                 "--logits-processors vllm.model_executor.models.deepseek_ocr:NGramPerReqLogitsProcessor"):
+        assert flag in joined
+    assert Path(command[command.index("--chat-template") + 1]).exists()
+    assert systems.serve_env(None, "cpu")["VLLM_CPU_KVCACHE_SPACE"]
+
+
+def test_vllm_serve_and_asyncllm_are_asked_for_the_same_work():
+    args = bench_compare.parse_args([*TINY, "--max-tokens", "2"])
+    image = make_images("small", 1)[0]
+    whitelist = bench_compare.ngram_whitelist(systems.default_model("cpu"))
+    client_body = bench_compare.vllm_serve_extra_body(args, whitelist)
+    assert client_body["ignore_eos"] and client_body["vllm_xargs"]["ngram_size"] == args.ngram_size
+    inputs = asyncllm.engine_inputs(bench_compare.prompt(args), asyncllm.decode(image.data))
+    assert inputs["prompt"] == "<image>\nFree OCR." and isinstance(inputs["multi_modal_data"]["image"], Image.Image)
+    settings = asyncllm.generation_settings(args.max_tokens)
+    assert settings.ignore_eos and settings.max_tokens == 2 and settings.ngram_size == args.ngram_size
+
+
+def test_perf_analyzer_runs_on_the_ensemble(service, tmp_path):
+    data = bench_perf_analyzer.main([
+        *TINY, *outputs(tmp_path), "--url", service.triton_grpc_url, "--max-tokens", "2", "--requests", "1",
+        "--warmup-requests", "0", "--work-dir", str(tmp_path / "work"),
+    ])  # fmt: skip
+    level = data["levels"][0]
+    assert level["requests"] >= 1 and level["throughput"] > 0
+    assert 0 < level["first_response_p50_s"] <= level["p50_latency_s"]
+    assert "<!-- BEGIN perf_analyzer-cpu -->" in (tmp_path / "BENCHMARKS.md").read_text()
+
+
+def test_preprocess_instances_script(service, tmp_path):
+    data = bench_preprocess_instances.main([
+        *TINY[:6], *outputs(tmp_path), "--url", service.triton_grpc_url, "--target", "preprocess",
+        "--concurrency", "1", "--requests", "1", "--warmup", "0",
+    ])  # fmt: skip
+    assert data["levels"][0]["images_per_s"] > 0
+    repository = bench_preprocess_instances.repository_with_instances(tmp_path / "repo", 3)
+    assert "count: 3" in (repository / "preprocess" / "config.pbtxt").read_text()
+    assert (repository / "vllm_model" / "1" / "engine.json").exists()
