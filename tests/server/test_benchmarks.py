@@ -41,7 +41,7 @@ def compared(service, tmp_path_factory) -> tuple[dict, Path]:
     tmp_path = tmp_path_factory.mktemp("compare")
     data = bench_compare.main([
         *TINY, *outputs(tmp_path), "--systems", "frontend", "ensemble", "--max-tokens", "2", "--warmup", "0",
-        "--min-requests", "1", "--requests-per-worker", "1", "--breakdown-requests", "1",
+        "--min-requests", "1", "--requests-per-worker", "1", "--breakdown-requests", "1", "--ttft-pairs", "2",
         "--frontend-url", service.base_url, "--triton-grpc-url", service.triton_grpc_url,
         "--triton-http-url", service.triton_http_url,
         "--triton-metrics-url", f"http://127.0.0.1:{service.triton_metrics_port}",
@@ -58,6 +58,7 @@ def test_compare_measures_the_frontend_and_the_ensemble_alike(compared):
     stages = data["breakdown"]["stages"]
     assert stages["vLLM engine (its queue, encoder, prefill, decode)"] > 0
     assert stages["preprocess (decode, views, tensor copies)"] > 0
+    assert data["breakdown"]["added_ttft"]["pairs"] == 2
     assert (tmp_path / "results" / "compare-cpu.json").exists()
     assert (tmp_path / "benchmarks-cpu.png").stat().st_size > 0
 
