@@ -37,6 +37,7 @@ ENSEMBLE = "deepseek_ocr"
 # Takes CANCEL requests naming a request id (model_repository/vllm_model).
 VLLM_MODEL = "vllm_model"
 CANCEL_TIMEOUT_S = 5.0
+END_OF_STREAM_TIMEOUT_S = 5.0
 
 log = logging.getLogger(__name__)
 # A server that takes longer to say it is ready is not.
@@ -62,14 +63,19 @@ class Engine(Protocol):
 # Triton prefixes a composing model's error with where it happened; its own
 # errors, about the request before any model ran, come without it.
 _ENSEMBLE_PREFIX = f"in ensemble '{ENSEMBLE}', "
-# Triton's answer while the ensemble is not loaded (starting, reloading).
+# Triton's own refusals of a request it cannot serve now: the ensemble is
+# not loaded (starting, reloading), or the server is shutting down and its
+# schedulers take nothing new. Another server, or a later try, may serve it.
 _NOT_SERVED = "Request for unknown model"
+_STOPPING = "Server is stopping"
 
 
 def model_error(message: str) -> OpenAIError:
     """An error the ensemble streamed back -> the API's error."""
     if message.startswith(_NOT_SERVED):
         return Unavailable(f"the model is not loaded: {message}")
+    if _STOPPING in message:
+        return Unavailable(f"the model server is stopping: {message}")
     message = message.removeprefix(_ENSEMBLE_PREFIX)
     # Everything the models refuse without these phrases is the request's fault.
     if ENGINE_DEAD in message:
@@ -106,6 +112,21 @@ def _delta(result: grpcclient.InferResult) -> Delta:
     )
 
 
+async def _end_of(call) -> None:
+    """Wait for Triton to close a stream whose request is complete (well under a millisecond).
+
+    A stream cancelled after its last response but before Triton closed it
+    leaves the ensemble referenced: Triton then cannot unload it, and its
+    shutdown waits out the whole exit timeout.
+    """
+    try:
+        async with asyncio.timeout(END_OF_STREAM_TIMEOUT_S):
+            async for _ in call:
+                pass
+    except TimeoutError:
+        log.warning("Triton kept a completed request's stream open for %.0f s", END_OF_STREAM_TIMEOUT_S)
+
+
 class TritonEngine:
     def __init__(self, url: str):
         self._client = grpcclient.InferenceServerClient(url)
@@ -138,10 +159,12 @@ class TritonEngine:
                     finished = True  # the request is over in Triton
                     raise model_error(error.message())
                 delta = _delta(result)
-                yield delta
                 if delta.finish_reason:
                     finished = True
+                    await _end_of(call)
+                    yield delta
                     return
+                yield delta
             raise OpenAIError("the model server ended the response without a finish reason", code="model_error")
         except (grpc.aio.AioRpcError, InferenceServerException) as exc:
             raise transport_error(exc) from exc

@@ -215,4 +215,6 @@ def stop_service(service: Service) -> None:
         os.kill(pid, signal.SIGKILL)
     SERVICES.remove(service)
     assert code == 0, f"serve exited with {code}:\n{service.log_tail()}"
+    # Triton unloads every model and exits, rather than giving up after its exit timeout.
+    assert "Exit timeout expired" not in service.log_tail(), service.log_tail()
     assert not leftovers, f"processes outlived the service: {leftovers}"

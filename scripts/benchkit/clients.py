@@ -96,15 +96,19 @@ class TritonEnsemble:
         async def one_request():
             yield {"model_name": self._model, "inputs": inputs, "request_id": uuid.uuid4().hex}
 
-        clock = Stopwatch()
+        clock, measured = Stopwatch(), None
+        # Read to the stream's end, as the frontend does: a stream given up
+        # after its last response keeps the ensemble referenced in Triton.
         async for result, error in self._client.stream_infer(one_request()):
             if error is not None:
                 raise ServerError(f"ensemble: {error}")
             clock.saw(result.as_numpy("TEXT").tobytes().decode("utf-8", errors="replace"))
             if result.as_numpy("FINISH_REASON").size:
                 prompt_tokens = int(result.as_numpy("PROMPT_TOKENS")[0])
-                return clock.result(prompt_tokens, int(result.as_numpy("COMPLETION_TOKENS")[0]))
-        raise ServerError("ensemble: the stream ended without a finish reason")
+                measured = clock.result(prompt_tokens, int(result.as_numpy("COMPLETION_TOKENS")[0]))
+        if measured is None:
+            raise ServerError("ensemble: the stream ended without a finish reason")
+        return measured
 
     async def close(self) -> None:
         await self._client.close()

@@ -29,22 +29,30 @@ class Result:
 
 
 class Call:
-    """stream_infer's response iterator: (result, error) pairs, then waits; records cancel()."""
+    """stream_infer's response iterator: (result, error) pairs, then, as Triton does, the
+    end of the stream after a final response or an error, else a wait; records cancel()."""
 
     def __init__(self, responses: list):
         self._responses = list(responses)
-        self.cancelled = False
+        self._last = None
+        self.ended = False
+        self.cancelled = False  # while the stream was still open
 
     def __aiter__(self):
         return self
 
     async def __anext__(self):
         if self._responses:
-            return self._responses.pop(0)
+            self._last = self._responses.pop(0)
+            return self._last
+        result, error = self._last or (None, None)
+        if error is not None or (result is not None and result.as_numpy("FINISH_REASON").size):
+            self.ended = True
+            raise StopAsyncIteration
         await asyncio.Event().wait()  # a long generation: the next token is not there yet
 
     def cancel(self) -> bool:
-        self.cancelled = True
+        self.cancelled = self.cancelled or not self.ended
         return True
 
 
@@ -65,6 +73,21 @@ def test_deltas_carry_the_models_counts_and_end_at_the_finish_reason():
         return [delta async for delta in generate(engine_over(call))]
 
     assert asyncio.run(read()) == [Delta("In", None, 279, 1), Delta("voice", "length", 279, 2)]
+
+
+def test_a_completed_request_lets_triton_close_its_stream():
+    # Cancelled between its last response and its end, a stream leaves the
+    # ensemble referenced in Triton, which then cannot unload it at shutdown.
+    call = Call([(Result("In", "", 279, 1), None), (Result("voice", "length", 279, 2), None)])
+
+    async def read_to_the_finish_reason_then_close():
+        deltas = generate(engine_over(call))
+        while not (await anext(deltas)).finish_reason:
+            pass
+        await deltas.aclose()
+
+    asyncio.run(read_to_the_finish_reason_then_close())
+    assert call.ended and not call.cancelled
 
 
 def test_closing_the_deltas_mid_stream_cancels_the_grpc_stream():
