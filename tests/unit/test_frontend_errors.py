@@ -21,6 +21,9 @@ from openai_frontend.errors import BadRequest, OpenAIError, RateLimited, Unavail
      "generation failed"),
     ("in ensemble 'deepseek_ocr', the vLLM engine is not running", Unavailable, 503, "engine is not running"),
     ("Request for unknown model: 'deepseek_ocr' is not found", Unavailable, 503, "not loaded"),
+    # Triton shutting down (SIGTERM) refuses what arrives in the meantime.
+    ("[request id: 4f2c] Server is stopping, scheduler for model has stopped accepting new inference requests",
+     Unavailable, 503, "stopping"),
 ])
 def test_streamed_model_errors(streamed, kind, status, message):
     error = model_error(streamed)
