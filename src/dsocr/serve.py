@@ -53,6 +53,11 @@ PYTHON_BACKEND_SHM = (
 MODEL_CONTROL = ("--model-control-mode=explicit", "--load-model=*")
 TRITON_FLAGS = (*PYTHON_BACKEND_SHM, *MODEL_CONTROL)
 ENSEMBLE = "deepseek_ocr"
+# Triton's Python backend now and then aborts while it starts its stubs
+# (boost::interprocess::lock_exception, SIGABRT; an open upstream issue), most
+# often on a loaded machine. Nothing has been served then, so it is started
+# again; a server that fails any other way, or every time, is not.
+TRITON_START_ATTEMPTS = 3
 
 
 def detect_device() -> str:
@@ -112,7 +117,23 @@ class Stack:
             env.setdefault("MAX_MODEL_LEN", "4096")
         return env
 
-    def start_triton(self) -> None:
+    def start_triton(self, stopping: threading.Event) -> bool:
+        """Start tritonserver and wait until the model is ready; False if it never is."""
+        for attempt in range(1, TRITON_START_ATTEMPTS + 1):
+            self._spawn_triton()
+            triton = self.children[-1]
+            if self.wait_ready(triton, self.args.ready_timeout_s, stopping):
+                return True
+            aborted = triton.process.poll() == -signal.SIGABRT
+            if stopping.is_set() or not aborted or attempt == TRITON_START_ATTEMPTS:
+                return False
+            print(f"[serve] tritonserver aborted while starting (attempt {attempt} of {TRITON_START_ATTEMPTS}); "
+                  "starting it again", flush=True)
+            self.children.remove(triton)
+            triton.stop(self.args.stop_grace_s)
+        return False
+
+    def _spawn_triton(self) -> None:
         a = self.args
         command = [
             a.tritonserver,
@@ -214,8 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
 
     try:
-        stack.start_triton()
-        if not stack.wait_ready(stack.children[0], args.ready_timeout_s, stopping):
+        if not stack.start_triton(stopping):
             return 0 if stopping.is_set() else 1
         if not args.no_frontend:
             stack.start_frontend()

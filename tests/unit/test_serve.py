@@ -1,0 +1,71 @@
+"""The serve command's supervision of tritonserver, with a stand-in executable.
+
+The real stack is started by the server tier; what a real tritonserver does
+only by bad luck (abort while it starts its Python-backend stubs) is played
+here by a script given as --tritonserver.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+from helpers import free_port
+
+# Aborts (SIGABRT, as Triton's uncaught boost exception does) on its first
+# `aborts` starts, then answers readiness on --http-port until SIGTERM.
+STAND_IN = textwrap.dedent("""\
+    #!{python}
+    import http.server, os, signal, sys
+    starts = {starts!r}
+    count = int(open(starts).read()) + 1 if os.path.exists(starts) else 1
+    open(starts, "w").write(str(count))
+    if count <= {aborts}:
+        os.kill(os.getpid(), signal.SIGABRT)
+    port = int(next(a for a in sys.argv if a.startswith("--http-port=")).split("=")[1])
+
+    class Ready(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200 if self.path == "/v2/models/deepseek_ocr/ready" else 404)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", port), Ready)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    server.serve_forever()
+""")
+
+
+def serve(tmp_path: Path, aborts: int) -> tuple[subprocess.CompletedProcess, int]:
+    """Run the serve command (Triton only) until ready, then stop it; its output and tritonserver's start count."""
+    starts = tmp_path / "starts"
+    stand_in = tmp_path / "tritonserver"
+    stand_in.write_text(STAND_IN.format(python=sys.executable, starts=str(starts), aborts=aborts))
+    stand_in.chmod(0o755)
+    command = [sys.executable, "-m", "dsocr.serve", "--no-frontend", "--device=cpu", "--model=unused",
+               f"--tritonserver={stand_in}", f"--triton-http-port={free_port()}", "--ready-timeout-s=30"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines = []
+    for line in process.stdout:
+        lines.append(line)
+        if line.startswith("[serve] ready"):
+            process.terminate()
+    process.wait(timeout=30)
+    return subprocess.CompletedProcess(command, process.returncode, "".join(lines)), int(starts.read_text())
+
+
+def test_a_tritonserver_that_aborts_while_starting_is_started_again(tmp_path):
+    result, starts = serve(tmp_path, aborts=2)
+    assert starts == 3
+    assert result.stdout.count("aborted while starting") == 2
+    assert "[serve] ready" in result.stdout and result.returncode == 0
+
+
+def test_a_tritonserver_that_keeps_aborting_is_given_up(tmp_path):
+    result, starts = serve(tmp_path, aborts=5)
+    assert starts == 3
+    assert "[serve] ready" not in result.stdout and result.returncode == 1
