@@ -89,7 +89,8 @@ _GENERATION = {
     "max_tokens": lambda v: _number("max_tokens", v, int, 1),
     "temperature": lambda v: _number("temperature", v, float, 0, 2),
     "top_p": lambda v: _number("top_p", v, float, 1e-9, 1),
-    "seed": lambda v: _number("seed", v, int),
+    # The sampler's generator takes a 64-bit seed; a larger one fails deep in the engine.
+    "seed": lambda v: _number("seed", v, int, -(2**63), 2**64 - 1),
     "stop": _stop,
     "skip_special_tokens": lambda v: _flag("skip_special_tokens", v),
     "ignore_eos": lambda v: _flag("ignore_eos", v),

@@ -32,6 +32,7 @@ def test_known_settings_and_nulls():
     ({"max_tokens": "9"}, "max_tokens"),
     ({"temperature": 3}, "temperature"),
     ({"top_p": 0}, "top_p"),
+    ({"seed": 2**70}, "seed"),
     ({"stop": ["", "x"]}, "stop"),
     ({"ignore_eos": "yes"}, "ignore_eos"),
     ({"resolution_mode": "huge"}, "resolution_mode"),

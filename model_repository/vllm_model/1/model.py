@@ -204,7 +204,7 @@ class TritonPythonModel:
             stream.send(tt.error_response(ENGINE_DEAD, pb_utils.TritonError.UNAVAILABLE), final=True)
         except Exception as exc:
             pb_utils.Logger.log_error(f"vllm_model: request {request_id} failed: {exc!r}")
-            stream.send(tt.error_response(f"{SERVER_FAULT}: {exc}", pb_utils.TritonError.INTERNAL), final=True)
+            stream.send(tt.error_response(f"{SERVER_FAULT}: {exc!r}", pb_utils.TritonError.INTERNAL), final=True)
         finally:
             stream.close()
             self._forget(client_id, request_id)
