@@ -11,6 +11,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from dsocr.settings import MAX_NGRAM_TOKENS
+
 
 class ImageURL(BaseModel):
     url: str
@@ -57,7 +59,7 @@ class ChatCompletionRequest(BaseModel):
     max_completion_tokens: int | None = Field(default=None, ge=1)
     max_tokens: int | None = Field(default=None, ge=1)
     n: int | None = Field(default=None, ge=1, le=1)
-    seed: int | None = None
+    seed: int | None = Field(default=None, ge=-(2**63), le=2**64 - 1)  # the sampler's 64-bit seed
     stop: str | list[str] | None = None
     stream: bool = False
     stream_options: StreamOptions | None = None
@@ -67,8 +69,8 @@ class ChatCompletionRequest(BaseModel):
     # Extensions
     resolution_mode: Literal["tiny", "small", "base", "large", "gundam"] | None = None
     max_crops: int | None = Field(default=None, ge=2, le=9)
-    ngram_size: int | None = Field(default=None, ge=0)
-    window_size: int | None = Field(default=None, ge=1)
+    ngram_size: int | None = Field(default=None, ge=0, le=MAX_NGRAM_TOKENS)
+    window_size: int | None = Field(default=None, ge=1, le=MAX_NGRAM_TOKENS)
     skip_special_tokens: bool | None = None
     ignore_eos: bool | None = None
 

@@ -39,7 +39,7 @@ def uint8_input(name: str, data: bytes) -> grpcclient.InferInput:
     return tensor
 
 
-def stream_ensemble(url: str, image: bytes, prompt: str, settings: dict) -> list:
+def stream_ensemble(url: str, image: bytes, prompt: str, settings: dict, request_id: str = "") -> list:
     """Every response of one streamed ensemble request (an error raises)."""
     responses, errors = [], []
     client = grpcclient.InferenceServerClient(url)
@@ -49,6 +49,7 @@ def stream_ensemble(url: str, image: bytes, prompt: str, settings: dict) -> list
             "deepseek_ocr",
             [uint8_input("IMAGE", image), uint8_input("PROMPT", prompt.encode()),
              uint8_input("PARAMETERS", json.dumps(settings).encode())],
+            request_id=request_id,
         )
     finally:
         client.stop_stream()  # waits for the stream to end

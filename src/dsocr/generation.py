@@ -70,3 +70,21 @@ class CompletionCounter:
         if output.prompt_token_ids:
             self.prompt_tokens = len(output.prompt_token_ids)
         self.completion_tokens += len(output.outputs[0].token_ids)
+
+
+# vLLM's finish reasons -> the model's. "abort" is a CANCEL's doing;
+# "repetition" (vLLM's repetition detection, not used here) ends like a stop.
+# vLLM's "error" is a failed request, not a way to finish: it has to be an error.
+FINISH_REASONS = {"stop": "stop", "length": "length", "abort": "cancelled", "repetition": "stop"}
+
+
+class GenerationFailed(RuntimeError):
+    pass
+
+
+def finish_reason(reason: str | None) -> str | None:
+    if reason is None:
+        return None
+    if reason not in FINISH_REASONS:
+        raise GenerationFailed(f"the engine ended the request with {reason!r}")
+    return FINISH_REASONS[reason]

@@ -20,6 +20,9 @@ from dsocr.preprocessing import MODES
 DEFAULT_NGRAM_SIZE = 30
 DEFAULT_WINDOW_SIZE = 90
 NGRAM_WHITELIST_TOKENS = ("<td>", "</td>")
+# The rule looks back over output tokens only: no context of any DeepSeek-OCR
+# model comes near this, and vLLM refuses integers beyond 64 bits anyway.
+MAX_NGRAM_TOKENS = 65536
 
 
 class ParameterError(ValueError):
@@ -60,7 +63,8 @@ class RequestSettings:
 def _number(name, value, kind, low=None, high=None):
     if isinstance(value, bool) or not isinstance(value, (int, float) if kind is float else int):
         raise ParameterError(f"{name} must be {'a number' if kind is float else 'an integer'}")
-    if (low is not None and value < low) or (high is not None and value > high):
+    # Written so that NaN, which compares false with everything, is refused too.
+    if not ((low is None or value >= low) and (high is None or value <= high)):
         raise ParameterError(f"{name} must be between {low} and {high}, got {value}")
     return kind(value)
 
@@ -94,8 +98,8 @@ _GENERATION = {
     "stop": _stop,
     "skip_special_tokens": lambda v: _flag("skip_special_tokens", v),
     "ignore_eos": lambda v: _flag("ignore_eos", v),
-    "ngram_size": lambda v: _number("ngram_size", v, int, 0),
-    "window_size": lambda v: _number("window_size", v, int, 1),
+    "ngram_size": lambda v: _number("ngram_size", v, int, 0, MAX_NGRAM_TOKENS),
+    "window_size": lambda v: _number("window_size", v, int, 1, MAX_NGRAM_TOKENS),
 }
 _PREPROCESSING = {
     "resolution_mode": _mode,

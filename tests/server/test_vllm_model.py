@@ -44,12 +44,12 @@ def test_engine_metrics_are_on_tritons_metrics_endpoint(service):
 
 
 def test_cancel_request_stops_the_generation_in_the_engine(service):
-    """A client that leaves cancels its stream and names its request: the engine stops."""
+    """A client that leaves names its request in a CANCEL: the engine stops, the stream ends."""
     max_tokens = 2000
     before = metric(service, "vllm:generation_tokens_total")
-    received = threading.Event()
+    responses, received = [], threading.Event()
     client = grpcclient.InferenceServerClient(service.triton_grpc_url)
-    client.start_stream(callback=lambda result, error: received.set())
+    client.start_stream(callback=lambda result, error: (responses.append(error or result), received.set()))
     client.async_stream_infer(
         "deepseek_ocr",
         [uint8_input("IMAGE", page_png(size=(200, 150))), uint8_input("PROMPT", b"<image>\nFree OCR."),
@@ -58,18 +58,41 @@ def test_cancel_request_stops_the_generation_in_the_engine(service):
         request_id="leaving-client",
     )
     assert received.wait(120)
-    assert metric(service, "vllm:num_requests_running") == 1
-    client.stop_stream(cancel_requests=True)
-    client.start_stream(callback=lambda result, error: None)
-    client.async_stream_infer("vllm_model", [uint8_input("CANCEL", b"leaving-client")])
-    client.stop_stream()
+    # The engine's gauges reach Triton's endpoint a moment after its first step.
+    assert wait_until(lambda: metric(service, "vllm:num_requests_running") == 1)
+    stream_cancel(service, b"leaving-client")
+    client.stop_stream()  # the stream ends by itself, with the generation
     client.close()
 
+    assert responses[-1].as_numpy("FINISH_REASON").tobytes() == b"cancelled"
     assert wait_until(lambda: metric(service, "vllm:num_requests_running") == 0)
     generated = metric(service, "vllm:generation_tokens_total") - before
     time.sleep(1)
     assert metric(service, "vllm:generation_tokens_total") - before == generated  # nothing more
     assert generated < max_tokens / 4
+
+
+def test_a_cancel_that_comes_first_keeps_its_request_from_running(service):
+    # A client can leave while its request is still in preprocess: the CANCEL
+    # reaches vllm_model first, and the generation never starts.
+    before = metric(service, "vllm:prompt_tokens_total")
+    stream_cancel(service, b"early-leaver")
+    responses = stream_ensemble(service.triton_grpc_url, page_png(), "<image>\nFree OCR.",
+                                {"max_tokens": 50, "ignore_eos": True}, request_id="early-leaver")
+    assert [r.as_numpy("FINISH_REASON").tobytes() for r in responses] == [b"cancelled"]
+    assert metric(service, "vllm:prompt_tokens_total") == before  # the engine never saw it
+    # The cancel is used up: the same id runs again.
+    again = stream_ensemble(service.triton_grpc_url, page_png(), "<image>\nFree OCR.",
+                            {"max_tokens": 2, "ignore_eos": True}, request_id="early-leaver")
+    assert again[-1].as_numpy("FINISH_REASON").tobytes() == b"length"
+
+
+def stream_cancel(service, request_id: bytes) -> None:
+    client = grpcclient.InferenceServerClient(service.triton_grpc_url)
+    client.start_stream(callback=lambda result, error: None)
+    client.async_stream_infer("vllm_model", [uint8_input("CANCEL", request_id)])
+    client.stop_stream()
+    client.close()
 
 
 def test_prompt_over_the_context_is_a_clear_error(service):

@@ -33,6 +33,10 @@ def test_known_settings_and_nulls():
     ({"temperature": 3}, "temperature"),
     ({"top_p": 0}, "top_p"),
     ({"seed": 2**70}, "seed"),
+    ({"temperature": float("nan")}, "temperature"),  # json.loads takes NaN; vLLM would refuse it late
+    ({"top_p": float("nan")}, "top_p"),
+    ({"ngram_size": 10**23}, "ngram_size"),  # beyond 64 bits: vLLM's own check fails outside ValueError
+    ({"window_size": 2**20}, "window_size"),
     ({"stop": ["", "x"]}, "stop"),
     ({"ignore_eos": "yes"}, "ignore_eos"),
     ({"resolution_mode": "huge"}, "resolution_mode"),

@@ -11,7 +11,8 @@ Tensor contract (also in config.pbtxt):
                                                   request with this (Triton) request id; answered
                                                   with one final response, FINISH_REASON "cancelled"
   outputs  TEXT               UINT8 [n]           UTF-8 text generated since the last response
-           FINISH_REASON      UINT8 [n]           "stop" / "length" on the last response, else empty
+           FINISH_REASON      UINT8 [n]           "stop" / "length" on the last response ("cancelled"
+                                                  when a CANCEL stopped it), else empty
            PROMPT_TOKENS      INT32 [1]           prompt length in tokens, image tokens included
            COMPLETION_TOKENS  INT32 [1]           tokens generated so far
 
@@ -21,13 +22,15 @@ the device that runs the model.
 
 The engine (vLLM AsyncLLM) runs on an asyncio loop in its own thread:
 `execute` only schedules, so Triton's request thread never blocks and vLLM
-batches every request in flight. A generation stops in the engine when its
-request is cancelled: seen directly (`is_cancelled`, a gRPC stream cancelled
-on this model) or through a CANCEL request naming its request id, which is
-how a client of the ensemble stops it (Triton does not pass cancellation on
-to an ensemble step that is already running). Engine arguments: engine.json next to
-this file, overridden by MODEL, GPU_MEMORY_UTILIZATION, MAX_MODEL_LEN,
-TENSOR_PARALLEL_SIZE.
+batches every request in flight. Every request gets exactly one final
+response, whatever fails. A generation stops in the engine when its request
+is cancelled: seen directly (`is_cancelled`, a gRPC stream cancelled on this
+model) or through a CANCEL request naming its request id, which is how a
+client of the ensemble stops it (Triton does not pass cancellation on to an
+ensemble step that is already running). A CANCEL that comes before its
+request is kept for a minute (dsocr.inflight). Engine arguments: engine.json
+next to this file, overridden by MODEL, GPU_MEMORY_UTILIZATION,
+MAX_MODEL_LEN, TENSOR_PARALLEL_SIZE.
 
 An engine that dies (its EngineCore process gone) cannot come back in this
 process: the model answers every request UNAVAILABLE with ENGINE_DEAD in the
@@ -52,6 +55,7 @@ import triton_python_backend_utils as pb_utils  # noqa: E402
 
 from dsocr import triton_tensors as tt  # noqa: E402
 from dsocr.engine_config import load_engine_args  # noqa: E402
+from dsocr.inflight import InflightRequests  # noqa: E402
 from dsocr.model_errors import ENGINE_DEAD, SERVER_FAULT  # noqa: E402
 from dsocr.settings import parse_settings  # noqa: E402
 
@@ -72,13 +76,18 @@ class ResponseStream:
 
     def send(self, response, final: bool = False) -> None:
         flags = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL if final else 0
+        self.closed = self.closed or final
         self._sender.send(response, flags=flags)
-        self.closed = final
 
     def close(self) -> None:
         if not self.closed:
-            self._sender.send(flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
             self.closed = True
+            self._sender.send(flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
+
+    def fail(self, message: str, code=None) -> None:
+        """End the stream with an error, unless it has ended already (a send that failed)."""
+        if not self.closed:
+            self.send(tt.error_response(message, code), final=True)
 
 
 def output_response(text: str, finish_reason: str | None, prompt_tokens: int, completion_tokens: int):
@@ -103,9 +112,8 @@ class TritonPythonModel:
         pb_utils.Logger.log_info(f"vllm_model: engine arguments {engine_args}")
         self._engine, self._tokens = self._run(self._start_engine(engine_args))
         self._max_model_len = self._engine.model_config.max_model_len
-        # Triton request id -> the engine ids of its generations in flight
-        # (touched only on the engine loop's thread).
-        self._inflight: dict[str, set[str]] = {}
+        # Touched only on the engine loop's thread.
+        self._inflight = InflightRequests()
         self._name = args["model_name"]
         self._watcher = asyncio.run_coroutine_threadsafe(self._watch_engine(), self._loop)
 
@@ -140,53 +148,48 @@ class TritonPythonModel:
     def execute(self, requests):
         for request in requests:
             if pb_utils.get_input_tensor_by_name(request, "CANCEL") is not None:
-                asyncio.run_coroutine_threadsafe(self._cancel(request), self._loop)
+                work = self._cancel(request)
             else:
-                asyncio.run_coroutine_threadsafe(self._generate(request), self._loop)
+                work = self._generate(request)
+            asyncio.run_coroutine_threadsafe(work, self._loop).add_done_callback(_log_failure)
         return None
 
     async def _cancel(self, request):
         stream = ResponseStream(request)
-        engine_ids = self._inflight.pop(tt.input_text(request, "CANCEL"), ())
-        if engine_ids:
-            await self._engine.abort(list(engine_ids))
-            pb_utils.Logger.log_info(f"vllm_model: aborted {len(engine_ids)} generation(s) on request")
-        stream.send(output_response("", "cancelled", 0, 0), final=True)
+        try:
+            client_id = tt.input_text(request, "CANCEL")
+            engine_ids = self._inflight.cancel(client_id)
+            if engine_ids:
+                await self._engine.abort(engine_ids)
+                pb_utils.Logger.log_info(f"vllm_model: aborted {len(engine_ids)} generation(s) of request {client_id}")
+            else:  # not here yet, or finished already
+                pb_utils.Logger.log_info(f"vllm_model: request {client_id} will not run if it comes")
+            stream.send(output_response("", "cancelled", 0, 0), final=True)
+        except ValueError as exc:
+            stream.fail(str(exc))
+        except Exception as exc:  # the engine is dead: nothing runs that could be aborted
+            pb_utils.Logger.log_error(f"vllm_model: a CANCEL failed: {exc!r}")
+            stream.fail(f"{SERVER_FAULT} ({type(exc).__name__})", pb_utils.TritonError.INTERNAL)
+        finally:
+            stream.close()
 
     async def _generate(self, request):
+        from vllm.exceptions import VLLMClientError
         from vllm.v1.engine.exceptions import EngineDeadError
 
-        from dsocr.generation import CompletionCounter, sampling_params
-        from dsocr.vllm_plugin import views_data
+        from dsocr.generation import finish_reason
 
         stream = ResponseStream(request)
-        if self._engine.errored:
-            stream.send(tt.error_response(ENGINE_DEAD, pb_utils.TritonError.UNAVAILABLE), final=True)
-            return
-        request_id = uuid.uuid4().hex
-        # Client ids need not be unique; the engine's must.
+        request_id = uuid.uuid4().hex  # client ids need not be unique; the engine's must
         client_id = request.request_id()
-        if client_id:
-            self._inflight.setdefault(client_id, set()).add(request_id)
         try:
-            prompt = tt.input_text(request, "PROMPT")
-            num_image_tokens = int(tt.input_tensor(request, "NUM_IMAGE_TOKENS")[0])
-            image = views_data(
-                tt.input_tensor(request, "GLOBAL_VIEW")[0],
-                tt.input_tensor(request, "TILES"),
-                tt.input_tensor(request, "SPATIAL_CROP"),
-            )
-            settings = parse_settings(tt.input_bytes(request, "PARAMETERS")).generation
-            counter = CompletionCounter(self._tokens.count(prompt, num_image_tokens))
-            params = sampling_params(
-                settings, settings.max_tokens_for(counter.prompt_tokens, self._max_model_len), self._tokens
-            )
-        except ValueError as exc:  # ParameterError, bad tensors: the client's input
-            stream.send(tt.error_response(str(exc)), final=True)
-            self._forget(client_id, request_id)
-            return
-        try:
-            inputs = {"prompt": prompt, "multi_modal_data": {"image": image}}
+            if self._engine.errored:
+                stream.fail(ENGINE_DEAD, pb_utils.TritonError.UNAVAILABLE)
+                return
+            if not self._inflight.start(client_id, request_id):
+                stream.send(output_response("", "cancelled", 0, 0), final=True)
+                return
+            inputs, params, counter = self._engine_request(request)
             async for output in self._engine.generate(inputs, params, request_id):
                 if stream.cancelled():
                     await self._engine.abort(request_id)
@@ -195,26 +198,38 @@ class TritonPythonModel:
                 counter.add(output)
                 step = output.outputs[0]
                 stream.send(
-                    output_response(step.text, step.finish_reason, counter.prompt_tokens, counter.completion_tokens),
+                    output_response(step.text, finish_reason(step.finish_reason), counter.prompt_tokens,
+                                    counter.completion_tokens),
                     final=output.finished,
                 )
-        except ValueError as exc:  # vLLM's own input validation
-            stream.send(tt.error_response(str(exc)), final=True)
+        except (ValueError, VLLMClientError) as exc:  # the request's fault: ours, or vLLM's validation
+            stream.fail(str(exc))
         except EngineDeadError:
-            stream.send(tt.error_response(ENGINE_DEAD, pb_utils.TritonError.UNAVAILABLE), final=True)
+            stream.fail(ENGINE_DEAD, pb_utils.TritonError.UNAVAILABLE)
         except Exception as exc:
             pb_utils.Logger.log_error(f"vllm_model: request {request_id} failed: {exc!r}")
-            stream.send(tt.error_response(f"{SERVER_FAULT}: {exc!r}", pb_utils.TritonError.INTERNAL), final=True)
+            stream.fail(f"{SERVER_FAULT} ({type(exc).__name__})", pb_utils.TritonError.INTERNAL)
         finally:
             stream.close()
-            self._forget(client_id, request_id)
+            self._inflight.finish(client_id, request_id)
 
-    def _forget(self, client_id: str, request_id: str) -> None:
-        engine_ids = self._inflight.get(client_id)
-        if engine_ids is not None:
-            engine_ids.discard(request_id)
-            if not engine_ids:
-                del self._inflight[client_id]
+    def _engine_request(self, request):
+        """(engine inputs, sampling parameters, token counter) of one request; ValueError if it is bad."""
+        from dsocr.generation import CompletionCounter, sampling_params
+        from dsocr.vllm_plugin import views_data
+
+        prompt = tt.input_text(request, "PROMPT")
+        num_image_tokens = int(tt.input_tensor(request, "NUM_IMAGE_TOKENS")[0])
+        image = views_data(
+            tt.input_tensor(request, "GLOBAL_VIEW")[0],
+            tt.input_tensor(request, "TILES"),
+            tt.input_tensor(request, "SPATIAL_CROP"),
+        )
+        settings = parse_settings(tt.input_bytes(request, "PARAMETERS")).generation
+        counter = CompletionCounter(self._tokens.count(prompt, num_image_tokens))
+        params = sampling_params(settings, settings.max_tokens_for(counter.prompt_tokens, self._max_model_len),
+                                 self._tokens)
+        return {"prompt": prompt, "multi_modal_data": {"image": image}}, params, counter
 
     def finalize(self):
         # Shutting the engine down ends its EngineCore process; without it the
@@ -225,3 +240,9 @@ class TritonPythonModel:
         self._thread.join(timeout=10)
         for stat_logger in self._stat_loggers:
             stat_logger.close()
+
+
+def _log_failure(future) -> None:
+    """What escaped a request's coroutine: a send that failed (its stream is gone)."""
+    if not future.cancelled() and future.exception() is not None:
+        pb_utils.Logger.log_error(f"vllm_model: a request's responses failed: {future.exception()!r}")
