@@ -1,15 +1,20 @@
 """The engine behind the API: Triton's `deepseek_ocr` ensemble over tritonclient's asyncio gRPC.
 
 The contract every engine keeps (the routers and the SSE framing rely on it):
-`generate()` is an async iterator of `Delta`s, one per model response: a text
+`generate()` is an async iterator of `Delta`s, one per model response (or
+one for several that came before the reader asked for the next): a text
 delta and the running token counts, the finish reason on the last one only,
 and nothing after it. Usage and finish reason are the model's, never derived
 here. Failures are raised as OpenAIError (the model refusing the request is a
 400, an unreachable Triton a 503), whether before the first delta or after.
 Closing the iterator early (`aclose()`, or the task reading it cancelled)
-cancels the gRPC stream and sends the vLLM model a CANCEL request naming the
-request's id: Triton passes a stream's cancellation on only to ensemble steps
-not yet started, so the running generation is stopped by name.
+stops the generation: a CANCEL request to the vLLM model names the request's
+id (Triton passes a stream's cancellation on to no running ensemble step),
+then the stream is read to its end, a moment later, in the background. The
+gRPC stream itself is cancelled only if that end does not come: Triton 2.51
+now and then keeps an ensemble request whose stream was cancelled while its
+responses were under way, and with it the ensemble, until its shutdown
+gives up waiting.
 
 One gRPC stream per request. The ensemble takes the raw image bytes (never
 base64), the prompt and a JSON of dsocr.settings, all as UINT8 tensors.
@@ -38,6 +43,10 @@ ENSEMBLE = "deepseek_ocr"
 VLLM_MODEL = "vllm_model"
 CANCEL_TIMEOUT_S = 5.0
 END_OF_STREAM_TIMEOUT_S = 5.0
+# A cancelled request's stream ends once its generation is aborted, or at
+# once when it reaches the vLLM model (dsocr.inflight); a request still
+# queued for preprocessing longer than this has its gRPC stream cancelled.
+CANCELLED_END_TIMEOUT_S = 30.0
 
 log = logging.getLogger(__name__)
 # A server that takes longer to say it is ready is not.
@@ -102,41 +111,91 @@ def _uint8(name: str, data: bytes) -> grpcclient.InferInput:
     return tensor
 
 
-def _delta(result: grpcclient.InferResult) -> Delta:
-    finish = result.as_numpy("FINISH_REASON").tobytes().decode()
+def _delta(results: list[grpcclient.InferResult]) -> Delta:
+    """One delta of consecutive responses: their text, the last one's counts and finish reason."""
+    last = results[-1]
+    finish = last.as_numpy("FINISH_REASON").tobytes().decode()
     return Delta(
-        text=result.as_numpy("TEXT").tobytes().decode("utf-8"),
+        text="".join(result.as_numpy("TEXT").tobytes().decode("utf-8") for result in results),
         finish_reason=finish or None,
-        prompt_tokens=int(result.as_numpy("PROMPT_TOKENS")[0]),
-        completion_tokens=int(result.as_numpy("COMPLETION_TOKENS")[0]),
+        prompt_tokens=int(last.as_numpy("PROMPT_TOKENS")[0]),
+        completion_tokens=int(last.as_numpy("COMPLETION_TOKENS")[0]),
     )
 
 
-async def _end_of(call) -> None:
-    """Wait for Triton to close a stream whose request is complete (well under a millisecond).
+_END = object()
 
-    A stream cancelled after its last response but before Triton closed it
-    leaves the ensemble referenced: Triton then cannot unload it, and its
-    shutdown waits out the whole exit timeout.
+
+class _Responses:
+    """One request's gRPC stream, read to its end by a task of its own.
+
+    The API's reader can be cancelled at any await (a client that goes away);
+    cancelled inside a gRPC read, grpc would cancel the stream with it, which
+    is what must not happen while the request runs in Triton (see above).
+    Responses waiting when the reader asks are handed over together, so a
+    reader that falls behind the engine catches up in one step.
     """
-    try:
-        async with asyncio.timeout(END_OF_STREAM_TIMEOUT_S):
-            async for _ in call:
-                pass
-    except TimeoutError:
-        log.warning("Triton kept a completed request's stream open for %.0f s", END_OF_STREAM_TIMEOUT_S)
+
+    def __init__(self, call):
+        self._call = call
+        self._queue: asyncio.Queue = asyncio.Queue()
+        self._held = None  # what ended the last hand-over: the next one starts with it
+        self._task = asyncio.ensure_future(self._read())
+
+    async def _read(self) -> None:
+        try:
+            async for item in self._call:
+                self._queue.put_nowait(item)
+        except (grpc.aio.AioRpcError, InferenceServerException) as exc:
+            self._queue.put_nowait(exc)
+        finally:
+            self._queue.put_nowait(_END)
+
+    async def results(self) -> list[grpcclient.InferResult]:
+        """The responses that have come, at least one; [] at the end of the stream.
+
+        Raises the API's error for a streamed error or a broken stream.
+        """
+        results = []
+        item, self._held = self._held or await self._queue.get(), None
+        while True:
+            if item is _END or isinstance(item, Exception) or item[1] is not None:
+                if results or item is _END:  # hand over what came before it first
+                    self._held = item
+                    return results
+                if isinstance(item, Exception):
+                    raise transport_error(item) from item
+                raise model_error(item[1].message())
+            results.append(item[0])
+            if self._queue.empty():
+                return results
+            item = self._queue.get_nowait()
+
+    @property
+    def ended(self) -> bool:
+        return self._task.done()
+
+    async def end(self, timeout_s: float) -> None:
+        """Let Triton close the stream; cancel it if it has not within `timeout_s`."""
+        try:
+            async with asyncio.timeout(timeout_s):
+                await asyncio.shield(self._task)
+        except TimeoutError:
+            log.warning("Triton kept a request's stream open for %.0f s; cancelling it", timeout_s)
+            self._call.cancel()
 
 
 class TritonEngine:
     def __init__(self, url: str):
         self._client = grpcclient.InferenceServerClient(url)
-        self._cancelling: set[asyncio.Task] = set()  # referenced until done
+        self._background: set[asyncio.Task] = set()  # referenced until done
 
     async def ready(self) -> bool:
         try:
             return (await self._client.is_server_ready(client_timeout=READY_TIMEOUT_S)
                     and await self._client.is_model_ready(ENSEMBLE, client_timeout=READY_TIMEOUT_S))
-        except InferenceServerException:
+        except Exception as exc:  # unreachable, timed out, refused: not ready, whatever the way
+            log.debug("readiness probe failed: %r", exc)
             return False
 
     async def generate(self, image: bytes, prompt: str, parameters: dict) -> AsyncIterator[Delta]:
@@ -145,43 +204,43 @@ class TritonEngine:
             _uint8("PROMPT", prompt.encode("utf-8")),
             _uint8("PARAMETERS", json.dumps(parameters).encode("utf-8")),
         ]
-
         request_id = uuid.uuid4().hex
 
         async def one_request():
             yield {"model_name": ENSEMBLE, "inputs": inputs, "request_id": request_id}
 
-        call = self._client.stream_infer(one_request())
-        finished = False
+        responses = _Responses(self._client.stream_infer(one_request()))
+        running = True  # in Triton, as far as this side knows
         try:
-            async for result, error in call:
-                if error is not None:
-                    finished = True  # the request is over in Triton
-                    raise model_error(error.message())
-                delta = _delta(result)
+            while results := await responses.results():
+                delta = _delta(results)
                 if delta.finish_reason:
-                    finished = True
-                    await _end_of(call)
+                    running = False
+                    # Closed by Triton within a millisecond; before the last
+                    # delta goes out, so that nothing of it is left once the
+                    # client has its answer.
+                    await responses.end(END_OF_STREAM_TIMEOUT_S)
                     yield delta
                     return
                 yield delta
             raise OpenAIError("the model server ended the response without a finish reason", code="model_error")
-        except (grpc.aio.AioRpcError, InferenceServerException) as exc:
-            raise transport_error(exc) from exc
+        except OpenAIError:
+            running = False  # a streamed error ends the request; a broken stream has nothing more
+            raise
         finally:
-            # The reader went away (client disconnected, response closed):
-            # cancelling the stream is how Triton learns the request is no
-            # longer wanted. Left to garbage collection, it would happen at
-            # some later time or never. A no-op once the call is done.
-            call.cancel()
-            if not finished:
-                # Not awaited: this runs while the reader is being cancelled.
-                task = asyncio.ensure_future(self._cancel(request_id))
-                self._cancelling.add(task)
-                task.add_done_callback(self._cancelling.discard)
+            # Not awaited: this may run while the reader is being cancelled.
+            if running:  # the reader went away (client disconnected, response closed)
+                self._in_background(self._stop(responses, request_id))
+            elif not responses.ended:  # after a streamed error
+                self._in_background(responses.end(END_OF_STREAM_TIMEOUT_S))
 
-    async def _cancel(self, request_id: str) -> None:
-        """Stop the generation of `request_id` in vLLM (best effort, bounded)."""
+    def _in_background(self, coroutine) -> None:
+        task = asyncio.ensure_future(coroutine)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _stop(self, responses: _Responses, request_id: str) -> None:
+        """Stop the generation of `request_id`, then let its stream end (best effort, bounded)."""
 
         async def one_request():
             yield {"model_name": VLLM_MODEL, "inputs": [_uint8("CANCEL", request_id.encode())]}
@@ -189,9 +248,13 @@ class TritonEngine:
         try:
             async with asyncio.timeout(CANCEL_TIMEOUT_S):
                 async for _ in self._client.stream_infer(one_request()):
-                    return  # the model answers once, when it has aborted the generation
+                    break  # the model answers once, when it has aborted the generation
         except Exception as exc:  # the client is gone already; nobody to tell
             log.warning("could not cancel request %s in Triton: %r", request_id, exc)
+        await responses.end(CANCELLED_END_TIMEOUT_S)
 
     async def close(self) -> None:
+        if self._background:  # the CANCELs of clients that just left go out first
+            await asyncio.wait(self._background, timeout=CANCEL_TIMEOUT_S)
         await self._client.close()
+
