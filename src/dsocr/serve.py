@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dsocr import envs, paths
+from dsocr.engine_config import load_engine_args
 
 CPU_BANNER = """\
 ************************************************************************
@@ -51,7 +52,12 @@ PYTHON_BACKEND_SHM = (
 # The vLLM model unloads itself when its engine dies, so that Triton's
 # readiness says so; Triton allows that in explicit model-control mode only.
 MODEL_CONTROL = ("--model-control-mode=explicit", "--load-model=*")
-TRITON_FLAGS = (*PYTHON_BACKEND_SHM, *MODEL_CONTROL)
+# On SIGTERM Triton finishes the requests in flight, unloads the models and
+# exits. It gets this long, within the time the serve command (and
+# Kubernetes) give it before a kill, leaving time for vLLM's own shutdown.
+STOP_GRACE_S = 60
+TRITON_EXIT_TIMEOUT_S = 45
+TRITON_FLAGS = (*PYTHON_BACKEND_SHM, *MODEL_CONTROL, f"--exit-timeout-secs={TRITON_EXIT_TIMEOUT_S}")
 ENSEMBLE = "deepseek_ocr"
 # Triton's Python backend now and then aborts while it starts its stubs
 # (boost::interprocess::lock_exception, SIGABRT; an open upstream issue), most
@@ -149,6 +155,15 @@ class Stack:
     def model_ready_url(self) -> str:
         return f"http://127.0.0.1:{self.args.triton_http_port}/v2/models/{ENSEMBLE}/ready"
 
+    def served_model(self) -> str:
+        """What Triton serves: --model, else MODEL, else engine.json's model."""
+        engine_json = self.args.model_repository / "vllm_model" / "1" / "engine.json"
+        return self.args.model or load_engine_args(engine_json)["model"]
+
+    def frontend_env(self) -> dict[str, str]:
+        # The model decides the names the API answers to (deepseek-ocr or deepseek-ocr-2).
+        return {**os.environ, "MODEL": self.served_model()}
+
     def start_frontend(self) -> None:
         a = self.args
         command = [
@@ -156,7 +171,7 @@ class Stack:
             f"--host={a.host}", f"--port={a.port}",
             f"--triton-grpc-url=127.0.0.1:{a.triton_grpc_port}",
         ]
-        self._start("frontend", command, dict(os.environ), f"http://127.0.0.1:{a.port}/health")
+        self._start("frontend", command, self.frontend_env(), f"http://127.0.0.1:{a.port}/health")
 
     def _start(self, name: str, command: list[str], env: dict[str, str], ready_url: str) -> None:
         print(f"[serve] starting {name}: {' '.join(command)}", flush=True)
@@ -195,8 +210,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="HF id or local directory; default: $MODEL, else the tiny model on CPU "
                              "or engine.json's model on GPU")
     parser.add_argument("--device", choices=["cpu", "gpu"], default=None, help="default: auto-detect")
-    parser.add_argument("--host", default="0.0.0.0", help="frontend bind address")
-    parser.add_argument("--port", type=int, default=8080, help="frontend port")
+    parser.add_argument("--host", default=envs.get("DSOCR_HOST"), help="frontend bind address (DSOCR_HOST)")
+    parser.add_argument("--port", type=int, default=int(envs.get("DSOCR_PORT")), help="frontend port (DSOCR_PORT)")
     parser.add_argument("--triton-http-port", type=int, default=8000)
     parser.add_argument("--triton-grpc-port", type=int, default=8001)
     parser.add_argument("--triton-metrics-port", type=int, default=8002)
@@ -204,7 +219,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--tritonserver", default=find_tritonserver())
     parser.add_argument("--ready-timeout-s", type=float, default=900.0,
                         help="how long model loading may take")
-    parser.add_argument("--stop-grace-s", type=float, default=60.0)
+    parser.add_argument("--stop-grace-s", type=float, default=float(STOP_GRACE_S),
+                        help="how long each child may take to stop before it is killed")
     parser.add_argument("--unready-exit-s", type=float, default=30.0,
                         help="exit non-zero once the model has been not ready this long after it was ready")
     parser.add_argument("--no-frontend", action="store_true",

@@ -14,6 +14,8 @@ from pathlib import Path
 
 from helpers import free_port
 
+from dsocr import serve as serve_module
+
 # Aborts (SIGABRT, as Triton's uncaught boost exception does) on its first
 # `aborts` starts, then answers readiness on --http-port until SIGTERM.
 STAND_IN = textwrap.dedent("""\
@@ -69,3 +71,30 @@ def test_a_tritonserver_that_keeps_aborting_is_given_up(tmp_path):
     result, starts = serve(tmp_path, aborts=5)
     assert starts == 3
     assert "[serve] ready" not in result.stdout and result.returncode == 1
+
+
+def test_the_frontend_answers_to_the_model_triton_serves(monkeypatch):
+    monkeypatch.delenv("MODEL", raising=False)
+    named = serve_module.Stack(serve_module.parse_args(["--device=gpu", "--model=deepseek-ai/DeepSeek-OCR-2"]))
+    assert named.frontend_env()["MODEL"] == "deepseek-ai/DeepSeek-OCR-2"
+    from_file = serve_module.Stack(serve_module.parse_args(["--device=gpu"]))
+    assert from_file.frontend_env()["MODEL"] == "deepseek-ai/DeepSeek-OCR"  # engine.json's
+
+
+def test_with_no_gpu_and_no_model_it_serves_the_tiny_model_and_says_so(monkeypatch, tmp_path, capsys):
+    monkeypatch.delenv("MODEL", raising=False)
+    monkeypatch.setenv("DSOCR_CACHE_DIR", str(tmp_path))
+    args = serve_module.parse_args(["--device=cpu"])
+    assert args.tiny_model and args.model == str(tmp_path / "models" / "tiny-deepseek-ocr")
+    # Stopped before anything starts: only the banner is printed.
+    monkeypatch.setattr(serve_module.Stack, "start_triton", lambda self, stopping: False)
+    assert serve_module.main(["--device=cpu"]) == 1
+    banner = capsys.readouterr().out
+    assert "TINY RANDOM-WEIGHT model" in banner and "meaningless" in banner and args.model in banner
+
+
+def test_frontend_address_defaults_come_from_the_environment(monkeypatch):
+    monkeypatch.setenv("DSOCR_HOST", "127.0.0.2")
+    monkeypatch.setenv("DSOCR_PORT", "9123")
+    args = serve_module.parse_args(["--device=cpu", "--model=x"])
+    assert (args.host, args.port) == ("127.0.0.2", 9123)
