@@ -77,6 +77,9 @@ _ENSEMBLE_PREFIX = f"in ensemble '{ENSEMBLE}', "
 # schedulers take nothing new. Another server, or a later try, may serve it.
 _NOT_SERVED = "Request for unknown model"
 _STOPPING = "Server is stopping"
+# The Python backend's words for a model process that crashed or hangs: the
+# server cannot serve the request, whatever the request was.
+_STUB_DOWN = ("Stub process is not healthy", "Failed to process the request")
 
 
 def model_error(message: str) -> OpenAIError:
@@ -86,6 +89,8 @@ def model_error(message: str) -> OpenAIError:
     if _STOPPING in message:
         return Unavailable(f"the model server is stopping: {message}")
     message = message.removeprefix(_ENSEMBLE_PREFIX)
+    if any(phrase in message for phrase in _STUB_DOWN):
+        return Unavailable(f"a model process of the server failed: {message}")
     # Everything the models refuse without these phrases is the request's fault.
     if ENGINE_DEAD in message:
         return Unavailable(message)

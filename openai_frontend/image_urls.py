@@ -34,11 +34,33 @@ async def system_resolver(host: str, port: int) -> list[str]:
     return [info[4][0] for info in infos]
 
 
+# IPv6 ranges that carry an IPv4 address a gateway may forward to: NAT64
+# (RFC 6052's well-known prefix, RFC 8215's local one) and the deprecated
+# IPv4-compatible addresses. Mapped, 6to4 and Teredo addresses have their own
+# accessors.
+_IPV4_IN_LOW_BITS = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"),
+                     ipaddress.ip_network("::/96"))
+
+
+def _embedded_ipv4(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    if ip.ipv4_mapped:
+        return [ip.ipv4_mapped]
+    if ip.sixtofour:
+        return [ip.sixtofour]
+    if ip.teredo:
+        return list(ip.teredo)
+    if any(ip in network for network in _IPV4_IN_LOW_BITS):
+        return [ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)]
+    return []
+
+
 def is_public(address: str) -> bool:
+    """Whether `address`, and any IPv4 address it carries, is a public unicast address."""
     ip = ipaddress.ip_address(address.split("%")[0])  # drop an IPv6 zone ("fe80::1%eth0")
+    reached = [ip] if isinstance(ip, ipaddress.IPv4Address) else [ip, *_embedded_ipv4(ip)]
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
-        ip = ip.ipv4_mapped
-    return ip.is_global and not ip.is_multicast
+        reached = [ip.ipv4_mapped]  # a mapped address is the IPv4 one, on an IPv6 socket
+    return all(a.is_global and not a.is_multicast for a in reached)
 
 
 @dataclass(frozen=True)
@@ -85,8 +107,12 @@ class ImageFetcher:
         self.max_redirects = max_redirects
         self._resolve = resolver
         self._client = httpx.AsyncClient(
-            # One deadline for the whole fetch (fetch()), none per phase.
+            # One deadline for the whole fetch (fetch()), none per phase. No
+            # kept-alive connections: pooled by address, a connection set up
+            # (and its certificate checked) for one host would carry another
+            # host's request to the same address.
             transport=transport, trust_env=False, follow_redirects=False, timeout=None,
+            limits=httpx.Limits(max_keepalive_connections=0),
             headers={"Accept": "image/*", "Accept-Encoding": "identity"},
         )
 

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from dsocr import prompts
+from dsocr.preprocessing.prompt import IMAGE_PLACEHOLDER
 from openai_frontend.errors import BadRequest
 from openai_frontend.schemas import ChatCompletionRequest, ImagePart
 
-IMAGE_PLACEHOLDER = "<image>"
-DEFAULT_PROMPT = "<|grounding|>Convert the document to markdown."
+DEFAULT_PROMPT = prompts.DEFAULT
 
 
 @dataclass(frozen=True)

@@ -17,8 +17,10 @@ from openai_frontend.errors import BadRequest, OpenAIError, RateLimited, Unavail
     ("in ensemble 'deepseek_ocr', max_tokens must be an integer", BadRequest, 400, "max_tokens must be an integer"),
     ("in ensemble 'deepseek_ocr', the prompt is 5000 tokens, which leaves no room for output in the context "
      "of 4096 tokens", BadRequest, 400, "the prompt is 5000 tokens"),
-    ("in ensemble 'deepseek_ocr', generation failed: RuntimeError('engine dead')", OpenAIError, 500,
-     "generation failed"),
+    ("in ensemble 'deepseek_ocr', generation failed (RuntimeError)", OpenAIError, 500, "generation failed"),
+    # A model process that crashed: the server cannot serve it (the pool tries another).
+    ("in ensemble 'deepseek_ocr', Failed to process the request(s) for model instance 'vllm_model_0_0', "
+     "message: Stub process is not healthy.", Unavailable, 503, "model process"),
     ("in ensemble 'deepseek_ocr', the vLLM engine is not running", Unavailable, 503, "engine is not running"),
     ("Request for unknown model: 'deepseek_ocr' is not found", Unavailable, 503, "not loaded"),
     # Triton shutting down (SIGTERM) refuses what arrives in the meantime.

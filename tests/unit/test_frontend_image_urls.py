@@ -70,7 +70,11 @@ OPEN = ImageURLPolicy(enabled=True)
     ("10.1.2.3", False), ("172.16.0.1", False), ("192.168.1.1", False), ("127.0.0.1", False),
     ("169.254.169.254", False), ("0.0.0.0", False), ("100.64.0.1", False), ("224.0.0.1", False),
     ("::1", False), ("fe80::1%eth0", False), ("fc00::1", False), ("::ffff:127.0.0.1", False),
-    ("::ffff:10.0.0.1", False),
+    ("::ffff:10.0.0.1", False), ("::ffff:93.184.215.14", True),
+    # IPv6 that a gateway turns into the IPv4 address it carries: NAT64, 6to4, Teredo, IPv4-compatible.
+    ("64:ff9b::7f00:1", False), ("64:ff9b::a9fe:a9fe", False), ("64:ff9b:1::a00:1", False),
+    ("2002:7f00:1::", False), ("2002:a9fe:a9fe::1", False), ("::7f00:1", False),
+    ("2001:0:4136:e378:8000:63bf:80ff:fffe", False),  # Teredo, client 127.0.0.1
 ])
 def test_public_addresses(address, public):
     assert is_public(address) is public
