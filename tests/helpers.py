@@ -188,10 +188,10 @@ FRONTEND_ENV = {
 }
 
 
-def start_service(log_path: Path, *flags: str, ports: dict[str, int] | None = None) -> Service:
-    """`python -m dsocr.serve` with the tiny model on CPU, on free ports (or `ports`)."""
+def start_service(log_path: Path, *flags: str, ports: dict[str, int] | None = None, family: str = "ocr") -> Service:
+    """`python -m dsocr.serve` with a tiny model on CPU, on free ports (or `ports`)."""
     marker = f"DSOCR_TEST_SERVICE={uuid.uuid4().hex}"
-    env = {**os.environ, **FRONTEND_ENV, "MODEL": str(paths.tiny_model_dir("ocr")), "DSOCR_DEVICE": "cpu"}
+    env = {**os.environ, **FRONTEND_ENV, "MODEL": str(paths.tiny_model_dir(family)), "DSOCR_DEVICE": "cpu"}
     # vLLM renames its processes (setproctitle), which by default overwrites
     # /proc/PID/environ, where the marker is looked for.
     env["SPT_NOENV"] = "1"

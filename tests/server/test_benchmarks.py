@@ -58,7 +58,10 @@ def test_compare_measures_the_frontend_and_the_ensemble_alike(compared):
     stages = data["breakdown"]["stages"]
     assert stages["vLLM engine (its queue, encoder, prefill, decode)"] > 0
     assert stages["preprocess (decode, views, tensor copies)"] > 0
-    assert data["breakdown"]["added_ttft"]["pairs"] == 2
+    added = data["breakdown"]["added_ttft"]
+    assert added["pairs"] == 2
+    # Net of the engine's own TTFT: what remains is the path to and from the engine, milliseconds.
+    assert all(0 < seconds < data["breakdown"]["engine_ttft_s"] for seconds in added["outside_engine_p50_s"].values())
     assert (tmp_path / "results" / "compare-cpu.json").exists()
     assert (tmp_path / "benchmarks-cpu.png").stat().st_size > 0
 
@@ -73,6 +76,14 @@ def test_compare_report_rendered_with_all_four_systems(compared, tmp_path):
     assert "<!-- BEGIN compare-cpu -->" in text and "(c) vllm serve" in text and "(d) AsyncLLM" in text
     assert "(a) throughput >= (c) vllm serve at every concurrency" in text
     assert written[1].name == "benchmarks-cpu.png"
+
+
+def test_the_long_workload_is_a_result_and_report_block_of_its_own(compared, tmp_path):
+    args = bench_compare.parse_args(["--device", "cpu", "--workload", "long"])
+    assert args.max_tokens == 1024 and args.ttft_pairs == 0
+    report.save(bench_compare.WORKLOADS["long"], "cpu", compared[0], tmp_path)
+    text = report.render(tmp_path, tmp_path / "BENCHMARKS.md")[0].read_text()
+    assert "<!-- BEGIN compare_long-cpu -->" in text and "<!-- BEGIN compare-cpu -->" not in text
 
 
 def test_vllm_serve_gets_the_engine_settings_of_the_triton_model():

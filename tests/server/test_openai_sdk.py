@@ -10,11 +10,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import http.server
+import io
 import threading
 
 import httpx
 import openai
 import pytest
+from PIL import Image
 from helpers import page_png, running_frontend, stream_ensemble
 
 from dsocr import paths
@@ -96,7 +98,7 @@ def test_sync_completion_reports_what_triton_reports(client, triton_reference):
     choice = completion.choices[0]
     assert choice.finish_reason == triton_reference["finish_reason"] == "length"
     assert choice.message.content == triton_reference["text"]  # greedy: the same tokens
-    assert completion.usage.prompt_tokens == triton_reference["prompt_tokens"] > 256
+    assert completion.usage.prompt_tokens == triton_reference["prompt_tokens"]
     assert completion.usage.completion_tokens == triton_reference["completion_tokens"] == MAX_TOKENS
     assert completion.usage.total_tokens == completion.usage.prompt_tokens + MAX_TOKENS
     assert completion.model == MODEL and completion.id.startswith("chatcmpl-")
@@ -214,3 +216,37 @@ def test_api_key_is_required_except_on_health(keyed_frontend):
     assert [model.id for model in keyed.models.list()] == [MODEL, "deepseek-ai/DeepSeek-OCR"]
     completion = keyed.chat.completions.create(model=MODEL, messages=messages(data_url(PAGE)), max_tokens=1)
     assert completion.usage.completion_tokens == 1
+
+
+# --- generation settings -------------------------------------------------------
+
+def test_a_stop_string_ends_the_text_before_it_with_finish_reason_stop(client, triton_reference):
+    text = triton_reference["text"]
+    # The first character of the greedy text not seen before it: stopping there keeps what precedes it.
+    cut = next(k for k in range(1, len(text)) if text[k] not in text[:k] and text[k].strip())
+    completion = client.chat.completions.create(model=MODEL, messages=messages(data_url(PAGE)),
+                                                max_tokens=MAX_TOKENS, stop=[text[cut]])
+    assert completion.choices[0].finish_reason == "stop"
+    assert completion.choices[0].message.content == text[:cut]
+    assert completion.usage.completion_tokens < MAX_TOKENS
+
+
+def test_a_seed_makes_sampling_repeatable(client):
+    def sample(seed: int) -> str:
+        completion = client.chat.completions.create(model=MODEL, messages=messages(data_url(PAGE)), max_tokens=6,
+                                                    temperature=1.0, seed=seed)
+        return completion.choices[0].message.content
+
+    first = sample(7)
+    assert sample(7) == first
+    assert sample(8) != first
+
+
+def test_an_image_over_the_pixel_limit_is_400_before_it_is_decoded(client):
+    # 9000 x 8000 = 72 Mpx of white, a small PNG: over the default 64 Mpx, read from its header.
+    buffer = io.BytesIO()
+    Image.new("L", (9000, 8000), 255).save(buffer, "PNG")
+    assert len(buffer.getvalue()) < 2_000_000
+    with pytest.raises(openai.BadRequestError, match="pixels") as error:
+        client.chat.completions.create(model=MODEL, messages=messages(data_url(buffer.getvalue())), max_tokens=1)
+    assert "9000" in error.value.body["message"]

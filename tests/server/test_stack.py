@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from helpers import page_png, stream_ensemble
+from helpers import expected_prompt_ids, page_png, stream_ensemble
 from tritonclient.utils import InferenceServerException
+
+from dsocr import paths
+from dsocr.preprocessing import preprocess_image, resolution_mode
+from dsocr.tiny_models import load_tokenizer
 
 pytestmark = [pytest.mark.server, pytest.mark.engine]
 
@@ -25,9 +29,8 @@ def test_unknown_route_is_an_openai_error(service):
 
 
 def test_image_request_streams_from_vllm(service):
-    responses = stream_ensemble(
-        service.triton_grpc_url, page_png(), "<image>\nFree OCR.", {"max_tokens": 8, "ignore_eos": True}
-    )
+    page, prompt = page_png(), "<image>\nFree OCR."
+    responses = stream_ensemble(service.triton_grpc_url, page, prompt, {"max_tokens": 8, "ignore_eos": True})
     texts = [r.as_numpy("TEXT").tobytes().decode() for r in responses]
     finish = [r.as_numpy("FINISH_REASON").tobytes().decode() for r in responses]
     completion = [int(r.as_numpy("COMPLETION_TOKENS")[0]) for r in responses]
@@ -37,8 +40,10 @@ def test_image_request_streams_from_vllm(service):
     assert completion == sorted(completion) and completion[-1] == 8
     assert finish[:-1] == [""] * (len(finish) - 1) and finish[-1] == "length"
     assert "".join(texts)
-    # A <=640 px image in the default mode is one 1024 global view: 256+16 image tokens.
-    assert prompt_tokens > 256
+    # The default mode (Gundam) of a <=640 px page: one 1024 px global view, no tiles.
+    image_tokens = preprocess_image(page, resolution_mode("ocr", "gundam")).num_image_tokens
+    assert image_tokens == 256 + 16 + 1  # 16x16 grid, a newline per row, the view separator
+    assert prompt_tokens == len(expected_prompt_ids(load_tokenizer(paths.tiny_model_dir("ocr")), prompt, image_tokens))
 
 
 def test_bad_image_is_invalid_argument_and_service_keeps_serving(service):
