@@ -25,11 +25,10 @@ from dsocr.preprocessing import (
 )
 from dsocr.preprocessing.normalize import normalize
 from dsocr.tiny_models import build_tokenizer, load_tokenizer
+from vllm.transformers_utils.processors import deepseek_ocr as processor_module  # the reference
 
-processor_module = pytest.importorskip("vllm.transformers_utils.processors.deepseek_ocr")
 
 PROMPT = "<image>\n<|grounding|>Convert the document to markdown."
-TILE_SIZE = {"ocr": 640, "ocr2": 768}
 STRATEGY = {"ocr": "v1", "ocr2": "v2"}
 # Larger than any test image: see reference_for() on Base and Large.
 BEYOND_ANY_IMAGE = 1 << 20

@@ -11,8 +11,8 @@ from PIL import Image
 from dsocr.preprocessing import image_token_count, image_views, resolution_mode, spatial_crop
 from dsocr.preprocessing.tiles import candidate_grids, choose_grid
 from dsocr.preprocessing.views import PAD_GREY, fitted_size
+from vllm.transformers_utils.processors import deepseek_ocr as processor_module  # the reference
 
-processor_module = pytest.importorskip("vllm.transformers_utils.processors.deepseek_ocr")
 
 FAMILY_MODES = [
     ("ocr", "tiny"),

@@ -20,8 +20,6 @@ from dsocr.tiny_models import FAMILIES, IMAGE_TOKEN, build_tiny_model
 from dsocr.vllm_plugin import ENGINE_ARGS, image_data, register
 from dsocr.vllm_plugin.geometry import family_modes
 
-pytest.importorskip("vllm")
-
 PROMPT = f"{IMAGE_TOKEN}\nFree OCR."
 # (width, height): no tiles in any mode; 2 x 3, 1 x 2 and 9 x 1 Gundam grids.
 SIZES = [(320, 240), (1000, 1400), (700, 1400), (9000, 1000)]
