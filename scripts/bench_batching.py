@@ -1,74 +1,100 @@
-"""Does vLLM batch requests that arrive through Triton? One run, one comparison.
+"""Does vLLM batch the requests that reach it through Triton? N at once against one alone, in one run.
 
-    python scripts/bench_batching.py [--url 127.0.0.1:8001] [--concurrency 1 4 8]
+    scripts/bench.sh batching [--concurrency 4 8] [--max-tokens 256] [--url HOST:PORT]
 
-Against a running service (scripts/serve.sh): sends the same decode-heavy
-request (small resolution mode, a fixed number of output tokens) alone and
-then N at once through the ensemble, and prints how long N took compared
-with one. Serialised requests would take N times as long; batched ones about
-as long as one while decoding dominates. (On a CPU the vision encoder of a
-large image is compute-bound, so image-heavy loads cannot show batching.)
+Sends the same decode-heavy request through the ensemble (tiny mode: one
+512 px view; a fixed number of output tokens, ignore_eos, the n-gram rule
+off) alone, then N at once, and compares the wall times: serialised requests
+take N times one; batched ones little more than one while decoding dominates.
+On a CPU the vision encoder is compute-bound, so image-heavy loads cannot
+show batching; this load is the one that can. The stack is started here
+(dsocr.serve, Triton only) unless --url names a running Triton.
+Results: docs/benchmarks/batching-<device>.json, rendered into docs/BENCHMARKS.md.
 """
 
 from __future__ import annotations
 
 import argparse
-import io
-import json
+import asyncio
+import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
-import numpy as np
-import tritonclient.grpc as grpcclient
-from PIL import Image, ImageDraw
+from benchkit import report, systems
+from benchkit.clients import TritonEnsemble
+from benchkit.images import make_images
 
-
-def page() -> bytes:
-    image = Image.new("RGB", (300, 200), "white")
-    ImageDraw.Draw(image).text((10, 10), "Total: 17.50 EUR", fill="black")
-    buffer = io.BytesIO()
-    image.save(buffer, "PNG")
-    return buffer.getvalue()
+PROMPT = "<image>\nFree OCR."
 
 
-def uint8(name: str, data: bytes) -> grpcclient.InferInput:
-    tensor = grpcclient.InferInput(name, [len(data)], "UINT8")
-    tensor.set_data_from_numpy(np.frombuffer(data, dtype=np.uint8))
-    return tensor
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--device", choices=["cpu", "gpu"], help="default: auto-detect")
+    p.add_argument("--model", help="default: what dsocr.serve serves (CPU: the tiny model)")
+    p.add_argument("--concurrency", type=int, nargs="+", default=[4, 8], help="requests sent at once")
+    p.add_argument("--max-tokens", type=int, default=256, help="output tokens per request")
+    p.add_argument("--repeat", type=int, default=2, help="runs of each size; the best counts (a shared machine)")
+    p.add_argument("--url", help="a running Triton's gRPC endpoint (host:port) instead of starting one")
+    p.add_argument("--results-dir", type=Path, default=report.RESULTS_DIR)
+    p.add_argument("--report", type=Path, default=report.REPORT)
+    p.add_argument("--ready-timeout-s", type=float, default=900)
+    args = p.parse_args(argv)
+    args.device = args.device or systems.detect_device()
+    return args
 
 
-def one_request(url: str, image: bytes, settings: dict) -> float:
-    errors = []
-    client = grpcclient.InferenceServerClient(url)
-    client.start_stream(callback=lambda result, error: error and errors.append(error))
-    started = time.monotonic()
-    client.async_stream_infer("deepseek_ocr", [
-        uint8("IMAGE", image), uint8("PROMPT", b"<image>\nFree OCR."), uint8("PARAMETERS", json.dumps(settings).encode()),
-    ])
-    client.stop_stream()
-    client.close()
-    if errors:
-        raise errors[0]
-    return time.monotonic() - started
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--url", default="127.0.0.1:8001", help="Triton gRPC endpoint")
-    parser.add_argument("--concurrency", type=int, nargs="+", default=[4, 8])
-    parser.add_argument("--max-tokens", type=int, default=200)
-    args = parser.parse_args()
-    image = page()
-    settings = {"max_tokens": args.max_tokens, "ignore_eos": True, "resolution_mode": "tiny", "ngram_size": 0}
-    one_request(args.url, image, {**settings, "max_tokens": 2})  # warm-up
-    alone = one_request(args.url, image, settings)
-    print(f"1 request, {args.max_tokens} tokens: {alone:.1f} s")
-    for n in args.concurrency:
+async def wall_time(send, image, n: int, repeat: int) -> tuple[float, list[int]]:
+    """Best wall time of `n` requests sent together, and the output tokens each got."""
+    best, tokens = float("inf"), []
+    for _ in range(repeat):
         started = time.monotonic()
-        with ThreadPoolExecutor(n) as pool:
-            list(pool.map(lambda _: one_request(args.url, image, settings), range(n)))
-        together = time.monotonic() - started
-        print(f"{n} at once: {together:.1f} s = {together / alone:.2f}x one request (serialised: {n}x)")
+        results = await asyncio.gather(*(send(image) for _ in range(n)))
+        best = min(best, time.monotonic() - started)
+        tokens = sorted({r.completion_tokens for r in results})
+    return best, tokens
+
+
+async def measure(args, url: str) -> dict:
+    image = make_images("small", 1)[0]
+    settings = {"max_tokens": args.max_tokens, "ignore_eos": True, "resolution_mode": "tiny", "ngram_size": 0}
+    ensemble = TritonEnsemble(url, PROMPT, settings)
+    try:
+        await wall_time(ensemble, image, 1, 1)  # warm-up
+        alone, tokens = await wall_time(ensemble, image, 1, args.repeat)
+        print(f"[bench] 1 request, {tokens} tokens: {alone:.2f} s", flush=True)
+        levels = [{"requests": 1, "wall_s": alone, "vs_one": 1.0, "completion_tokens": tokens}]
+        for n in args.concurrency:
+            together, tokens = await wall_time(ensemble, image, n, args.repeat)
+            levels.append({"requests": n, "wall_s": together, "vs_one": together / alone, "completion_tokens": tokens})
+            print(f"[bench] {n} at once: {together:.2f} s = {together / alone:.2f}x one (serialised: {n}x)", flush=True)
+    finally:
+        await ensemble.close()
+    return {"levels": levels}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    model = args.model or systems.default_model(args.device)
+    data = {"machine": systems.machine_description(args.device), "conditions": {"before": report.machine_conditions()},
+            "settings": {"model": model, "resolution_mode": "tiny", "image_set": "small", "max_tokens": args.max_tokens,
+                         "ngram_size": 0, "repeat": args.repeat}}
+    if args.url:
+        data.update(asyncio.run(measure(args, args.url)))
+    else:
+        ports = {name: systems.free_port() for name in ("port", "triton_http_port", "triton_grpc_port",
+                                                         "triton_metrics_port")}
+        command = [*systems.stack_command(model, args.device, ports), "--no-frontend"]
+        log = Path(tempfile.mkdtemp(prefix="dsocr-bench-batching-")) / "stack.log"
+        with systems.ServerProcess("our stack (dsocr.serve)", command, systems.serve_env(model, args.device),
+                                   log) as server:
+            server.wait_ready(f"http://127.0.0.1:{ports['triton_http_port']}/v2/models/deepseek_ocr/ready",
+                              args.ready_timeout_s)
+            data.update(asyncio.run(measure(args, f"127.0.0.1:{ports['triton_grpc_port']}")))
+    data["conditions"]["after"] = report.machine_conditions()
+    report.save("batching", args.device, data, args.results_dir)
+    report.render(args.results_dir, args.report)
+    print(report.batching_markdown(data))
+    return data
 
 
 if __name__ == "__main__":

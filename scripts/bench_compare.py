@@ -1,6 +1,6 @@
 """Our stack against `vllm serve` on the same model, images and engine settings, in one run.
 
-    scripts/bench.sh compare [--concurrency 1 4 8] [--max-tokens 32] ...
+    scripts/bench.sh compare [--workload short|long] [--concurrency 1 4 8] [--max-tokens 32] ...
 
 Four systems, one after another (each engine reserves its KV cache), each
 started here and stopped without leftovers:
@@ -16,8 +16,9 @@ it explicitly), exactly --max-tokens output tokens (ignore_eos), greedy, the
 n-gram rule on. Per concurrency level: images/s, output tokens/s, time to
 first token and end-to-end latency p50/p95, and their ratios to (c) and (d).
 On the stack it also measures one request's stages (Triton statistics and
-vLLM's engine metrics). Results go to docs/benchmarks/compare-<device>.json,
-then docs/BENCHMARKS.md and docs/benchmarks-<device>.png are re-rendered.
+vLLM's engine metrics). Results go to docs/benchmarks/compare-<device>.json
+(compare_long-<device>.json for --workload long), then docs/BENCHMARKS.md and
+docs/benchmarks-<device>.png are re-rendered.
 
 --frontend-url/--triton-*-url use an already running stack for (a)/(b)
 instead of starting one (the smoke test does).
@@ -30,6 +31,7 @@ import asyncio
 import json
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -41,11 +43,25 @@ from benchkit.images import IMAGE_SETS, Sample, make_images
 from benchkit.load import RequestResult, requests_for, run_level
 
 SYSTEM_NAMES = tuple(report.SYSTEMS)
-ENGINE_METRICS = ("vllm:e2e_request_latency_seconds_total", "vllm:time_to_first_token_seconds_total",
-                  "vllm:time_to_first_token_count_total")
-DEFAULTS = {  # device -> what a run measures unless told otherwise
-    "cpu": {"image_set": "small", "images": 4, "concurrency": [1, 4, 8], "max_tokens": 32},
-    "gpu": {"image_set": "page", "images": 32, "concurrency": [1, 4, 8, 16, 32, 64], "max_tokens": 256},
+# vLLM's own clocks for a request, on Triton's metrics port: sums, and the counts that say a request landed.
+ENGINE_E2E, ENGINE_TTFT, ENGINE_TTFT_COUNT, ENGINE_FINISHED = (
+    "vllm:e2e_request_latency_seconds_total", "vllm:time_to_first_token_seconds_total",
+    "vllm:time_to_first_token_count_total", "vllm:request_success_total")
+ENGINE_METRICS = (ENGINE_E2E, ENGINE_TTFT, ENGINE_TTFT_COUNT, ENGINE_FINISHED)
+# Two workloads, each its own result and report block:
+#   short  few output tokens: the image's path (decode, views, vision encoder) dominates
+#   long   a page of text out: the per-token path (engine steps, streaming) dominates,
+#          as in OCR of real documents (a dense page is 1000-3000 tokens)
+WORKLOADS = {"short": "compare", "long": "compare_long"}  # -> result name
+DEFAULTS = {  # (device, workload) -> what a run measures unless told otherwise
+    ("cpu", "short"): {"image_set": "small", "images": 4, "concurrency": [1, 4, 8], "max_tokens": 32,
+                       "min_requests": 8, "ttft_pairs": 20},
+    ("cpu", "long"): {"image_set": "small", "images": 4, "concurrency": [1, 4, 8], "max_tokens": 1024,
+                      "min_requests": 8, "ttft_pairs": 0},
+    ("gpu", "short"): {"image_set": "page", "images": 32, "concurrency": [1, 4, 8, 16, 32, 64],
+                       "max_tokens": 256, "min_requests": 16, "ttft_pairs": 20},
+    ("gpu", "long"): {"image_set": "page", "images": 32, "concurrency": [1, 4, 8, 16, 32, 64],
+                      "max_tokens": 2048, "min_requests": 16, "ttft_pairs": 0},
 }
 
 
@@ -53,18 +69,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", choices=["cpu", "gpu"], help="default: auto-detect")
     p.add_argument("--model", help="default: what dsocr.serve serves (CPU: the tiny model)")
+    p.add_argument("--workload", choices=WORKLOADS, default="short",
+                   help="short: few output tokens (the image path); long: a page of text (the token path)")
     p.add_argument("--systems", nargs="+", choices=SYSTEM_NAMES, default=list(SYSTEM_NAMES))
     p.add_argument("--image-set", choices=IMAGE_SETS, help="default: small on CPU, page on GPU")
     p.add_argument("--images", type=int, help="distinct images (default: 4 on CPU, 32 on GPU)")
     p.add_argument("--concurrency", type=int, nargs="+", help="default: 1 4 8 on CPU, up to 64 on GPU")
-    p.add_argument("--max-tokens", type=int, help="output tokens per request (default: 32 on CPU, 256 on GPU)")
+    p.add_argument("--max-tokens", type=int,
+                   help="output tokens per request (default: short 32 on CPU, 256 on GPU; long 1024, 2048)")
     p.add_argument("--requests-per-worker", type=int, default=1, help="requests each concurrent client sends")
-    p.add_argument("--min-requests", type=int, default=4, help="at least this many requests per level")
+    p.add_argument("--min-requests", type=int, help="at least this many requests per level (default: 8 on CPU)")
     p.add_argument("--warmup", type=int, default=2, help="untimed requests per system first")
     p.add_argument("--breakdown-requests", type=int, default=5,
                    help="sequential request pairs, (b) then (a), for the stage breakdown")
-    p.add_argument("--ttft-pairs", type=int, default=20,
-                   help="sequential pairs of least-work requests for the frontend's added time to first token")
+    p.add_argument("--ttft-pairs", type=int,
+                   help="sequential pairs of least-work requests for the frontend's added time to first token "
+                        "(default: 20 for the short workload; 0, a property of the path measured once, for long)")
     p.add_argument("--instruction", default="Free OCR.")
     p.add_argument("--max-crops", type=int, default=6, help="Gundam's tile limit (vLLM's processor: 6)")
     p.add_argument("--ngram-size", type=int, default=30)
@@ -82,7 +102,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # for the child of (d)
     args.device = args.device or systems.detect_device()
-    for key, value in DEFAULTS[args.device].items():
+    for key, value in DEFAULTS[args.device, args.workload].items():
         if getattr(args, key) is None:
             setattr(args, key, value)
     return args
@@ -147,74 +167,111 @@ def mean(values) -> float:
     return sum(values) / len(values)
 
 
-def stage_means(before: dict, after: dict, model: str, kinds: tuple[str, ...]) -> float:
-    """Mean seconds per request that `model` spent in `kinds`, between two statistics snapshots."""
-    count = after[model]["success"][0] - before[model]["success"][0]
-    nanoseconds = sum(after[model][kind][1] - before[model][kind][1] for kind in kinds)
-    return nanoseconds / max(count, 1) / 1e9
+def stage_seconds(before: dict, after: dict, model: str, kinds: tuple[str, ...]) -> float:
+    """Seconds `model` spent in `kinds` between two statistics snapshots."""
+    return sum(after[model][kind][1] - before[model][kind][1] for kind in kinds) / 1e9
+
+
+@dataclass
+class Measured:
+    """One request alone on the stack, with what the engine's clocks say of it."""
+
+    result: RequestResult
+    engine_e2e_s: float
+    engine_ttft_s: float
+    stats: tuple[dict, dict] | None  # Triton's statistics before and after
+
+    @property
+    def outside_engine_s(self) -> float:
+        return self.result.e2e_s - self.engine_e2e_s
+
+
+async def measured(send, image: Sample, urls: dict, stats: bool = False) -> Measured:
+    """Send one request and read vLLM's metrics (and Triton's statistics) around it: each request
+    net of the engine's own time, so that the engine's run-to-run spread drops out of a difference."""
+    before = prometheus_values(urls["metrics"], ENGINE_METRICS)
+    stats_before = triton_stats(urls["http"]) if stats else None
+    result = await send(image)
+    for _ in range(100):  # the stub's metrics reach Triton's endpoint a moment later
+        after = prometheus_values(urls["metrics"], ENGINE_METRICS)
+        if after[ENGINE_FINISHED] > before[ENGINE_FINISHED] and after[ENGINE_TTFT_COUNT] > before[ENGINE_TTFT_COUNT]:
+            break
+        await asyncio.sleep(0.02)
+    if (after[ENGINE_FINISHED] - before[ENGINE_FINISHED], after[ENGINE_TTFT_COUNT] - before[ENGINE_TTFT_COUNT]) != (1, 1):
+        raise RuntimeError("the engine's metrics did not count exactly this one request")
+    delta = {name: after[name] - before[name] for name in ENGINE_METRICS}
+    return Measured(result, delta[ENGINE_E2E], delta[ENGINE_TTFT],
+                    (stats_before, triton_stats(urls["http"])) if stats else None)
 
 
 async def breakdown(frontend: OpenAIChat, ensemble: TritonEnsemble, image: Sample, urls: dict, n: int) -> dict:
-    """One request's stages: sequential requests on an idle stack, Triton's and vLLM's own clocks."""
-    direct: list[RequestResult] = []
-    through_frontend: list[RequestResult] = []
-    stats0, engine0 = triton_stats(urls["http"]), prometheus_values(urls["metrics"], ENGINE_METRICS)
+    """One request's stages: sequential requests on an idle stack, Triton's and vLLM's own clocks.
+
+    (b) alone gives Triton's stages (its statistics extension) and the
+    engine's (vLLM's metrics); what remains of its end-to-end time is gRPC,
+    the ensemble's hand-offs and the response stream. The frontend's share is
+    the difference, pair by pair, of (a)'s and (b)'s time outside the engine.
+    """
+    direct: list[Measured] = []
+    through_frontend: list[Measured] = []
     for _ in range(n):  # (b) then (a), in turns: both see the same machine conditions
-        direct.append(await ensemble(image))
-        through_frontend.append(await frontend(image))
-    stats1, engine1 = triton_stats(urls["http"]), prometheus_values(urls["metrics"], ENGINE_METRICS)
-    n *= 2  # every request went through the ensemble
-    engine_e2e = (engine1[ENGINE_METRICS[0]] - engine0[ENGINE_METRICS[0]]) / n
-    engine_ttft_count = engine1[ENGINE_METRICS[2]] - engine0[ENGINE_METRICS[2]]
-    engine_ttft = (engine1[ENGINE_METRICS[1]] - engine0[ENGINE_METRICS[1]]) / max(engine_ttft_count, 1)
-    a_e2e, b_e2e = mean(r.e2e_s for r in through_frontend), mean(r.e2e_s for r in direct)
+        direct.append(await measured(ensemble, image, urls, stats=True))
+        through_frontend.append(await measured(frontend, image, urls))
+
+    def triton(model: str, *kinds: str) -> float:
+        return mean(stage_seconds(*m.stats, model, kinds) for m in direct)
+
     stages = {
-        "frontend (HTTP, JSON, base64, SSE)": a_e2e - b_e2e,
-        "Triton queue: preprocess": stage_means(stats0, stats1, "preprocess", ("queue",)),
-        "preprocess (decode, views, tensor copies)": stage_means(
-            stats0, stats1, "preprocess", ("compute_input", "compute_infer", "compute_output")),
-        "Triton queue: vllm_model": stage_means(stats0, stats1, "vllm_model", ("queue",)),
-        "vllm_model execute (hands the request to the engine)": stage_means(
-            stats0, stats1, "vllm_model", ("compute_input", "compute_infer")),
-        "vLLM engine (its queue, encoder, prefill, decode)": engine_e2e,
+        "frontend (HTTP, JSON, base64, SSE)": mean(
+            a.outside_engine_s - b.outside_engine_s for a, b in zip(through_frontend, direct)),
+        "Triton queue: preprocess": triton("preprocess", "queue"),
+        "preprocess (decode, views, tensor copies)": triton("preprocess", "compute_input", "compute_infer",
+                                                           "compute_output"),
+        "Triton queue: vllm_model": triton("vllm_model", "queue"),
+        "vllm_model execute (hands the request to the engine)": triton("vllm_model", "compute_input",
+                                                                      "compute_infer"),
+        "vLLM engine (its queue, encoder, prefill, decode)": mean(b.engine_e2e_s for b in direct),
     }
-    triton_parts = sum(list(stages.values())[1:])
-    stages["gRPC, ensemble hand-offs, response streaming"] = b_e2e - triton_parts
+    in_triton = sum(list(stages.values())[1:])
+    stages["gRPC, ensemble hand-offs, response streaming"] = mean(b.result.e2e_s for b in direct) - in_triton
     return {
-        "requests": len(direct), "image": image.name, "stages": stages, "engine_ttft_s": engine_ttft,
-        "frontend_ttft_s": mean(r.ttft_s for r in through_frontend), "ensemble_ttft_s": mean(r.ttft_s for r in direct),
-        "frontend_e2e_s": a_e2e, "ensemble_e2e_s": b_e2e,
+        "requests": n, "image": image.name, "stages": stages,
+        "engine_ttft_s": mean(m.engine_ttft_s for m in direct + through_frontend),
+        "frontend_ttft_s": mean(m.result.ttft_s for m in through_frontend),
+        "ensemble_ttft_s": mean(m.result.ttft_s for m in direct),
+        "frontend_e2e_s": mean(m.result.e2e_s for m in through_frontend),
+        "ensemble_e2e_s": mean(m.result.e2e_s for m in direct),
     }
 
 
 async def added_ttft(urls: dict, image: Sample, args, n: int) -> dict:
     """What the frontend adds to the time to first token: the median of paired differences (a) - (b).
 
-    The engine's run-to-run spread on one request exceeds the frontend's cost
-    many times over, so the pairs ask for the least engine work there is (tiny
-    mode: one 512 px view; one output token), and alternate which goes first
-    so that neither always meets a warmer engine.
+    Each request's time is taken net of the engine's own TTFT for it (vLLM's
+    metric, read around each sequential request), so the engine's run-to-run
+    spread, many times the frontend's cost, drops out. The pairs ask for the
+    least work there is (tiny mode: one 512 px view; one output token) and
+    alternate which goes first, so that neither always meets a warmer engine.
     """
     least = {"max_tokens": 1, "ignore_eos": True, "temperature": 0, "resolution_mode": "tiny"}
     frontend = OpenAIChat(urls["frontend"], systems.SERVED_NAME, args.instruction, 1,
                           {"ignore_eos": True, "resolution_mode": "tiny"}, 1)
     ensemble = TritonEnsemble(urls["grpc"], prompt(args), least)
-    differences = []
+    differences, outside = [], {"frontend": [], "ensemble": []}
     try:
         await frontend(image), await ensemble(image)  # warm both paths
         for index in range(n):
-            if index % 2:
-                a = await frontend(image)
-                b = await ensemble(image)
-            else:
-                b = await ensemble(image)
-                a = await frontend(image)
-            differences.append(a.ttft_s - b.ttft_s)
+            order = ("frontend", "ensemble") if index % 2 else ("ensemble", "frontend")
+            for name in order:
+                one = await measured(frontend if name == "frontend" else ensemble, image, urls)
+                outside[name].append(one.result.ttft_s - one.engine_ttft_s)
+            differences.append(outside["frontend"][-1] - outside["ensemble"][-1])
     finally:
         await frontend.close()
         await ensemble.close()
     return {"pairs": n, "p50_s": float(np.percentile(differences, 50)),
-            "p25_s": float(np.percentile(differences, 25)), "p75_s": float(np.percentile(differences, 75))}
+            "p25_s": float(np.percentile(differences, 25)), "p75_s": float(np.percentile(differences, 75)),
+            "outside_engine_p50_s": {name: float(np.percentile(values, 50)) for name, values in outside.items()}}
 
 
 # --- the systems --------------------------------------------------------------------
@@ -315,7 +372,8 @@ def asyncllm_child(args) -> None:
 
 
 def settings_record(args, model: str, engine_args: dict) -> dict:
-    return {"model": model, "image_set": args.image_set, "images": args.images, "resolution_mode": "gundam",
+    return {"workload": args.workload, "model": model, "image_set": args.image_set, "images": args.images,
+            "resolution_mode": "gundam",
             "max_crops": args.max_crops, "instruction": args.instruction, "max_tokens": args.max_tokens,
             "ngram_size": args.ngram_size, "window_size": args.window_size, "warmup": args.warmup,
             "concurrency": args.concurrency,
@@ -345,7 +403,7 @@ def main(argv: list[str] | None = None) -> dict:
         data["systems"]["asyncllm"] = asyncllm_system(args, model, engine_args, logs)
     data["systems"] = {name: data["systems"][name] for name in SYSTEM_NAMES if name in data["systems"]}
     data["conditions"]["after"] = report.machine_conditions()
-    saved = report.save("compare", args.device, data, args.results_dir)
+    saved = report.save(WORKLOADS[args.workload], args.device, data, args.results_dir)
     written = report.render(args.results_dir, args.report)
     print(f"[bench] results {saved}; rendered {', '.join(map(str, written))}", flush=True)
     print(report.compare_markdown(data))

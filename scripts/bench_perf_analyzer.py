@@ -118,7 +118,7 @@ def run_level(args, url: str, concurrency: int, data_file: Path, work: Path) -> 
     if run.returncode != 0:
         raise RuntimeError(f"perf_analyzer exited with {run.returncode}:\n{run.stdout[-2000:]}\n{run.stderr[-2000:]}")
     row = read_csv(csv_file)
-    summary = run.stdout[run.stdout.find("Request concurrency"):].strip()
+    summary = run.stdout[run.stdout.rfind("Request concurrency"):].strip()  # the measured level, not the warm-up
     first, last = response_times(json.loads(profile_file.read_text()))
     return {
         "concurrency": concurrency,

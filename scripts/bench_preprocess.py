@@ -42,65 +42,15 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-from PIL import Image, ImageDraw, ImageFont, ImageOps
+from PIL import Image, ImageOps
+
+from benchkit import report, systems
+from benchkit.images import A4_INCHES, Sample, encoded, phone_photo, text_page
 
 PROMPT = "<image>\n<|grounding|>Convert the document to markdown."
-A4_INCHES = (8.27, 11.69)
 STRATEGY = {"ocr": "v1", "ocr2": "v2"}
-
-
-@dataclass(frozen=True)
-class Sample:
-    name: str
-    data: bytes
-
-
-# --- the images ---------------------------------------------------------------------
-
-
-def text_page(width: int, height: int, seed: int) -> Image.Image:
-    """A white page of dark text-like lines, a heading and a table rule."""
-    rng = np.random.default_rng(seed)
-    page = Image.new("RGB", (width, height), "white")
-    draw = ImageDraw.Draw(page)
-    line_height = max(12, height // 70)
-    font = ImageFont.load_default(size=int(line_height * 0.7))
-    heading = ImageFont.load_default(size=int(line_height * 1.4))
-    margin = width // 12
-    draw.text((margin, margin), "Quarterly report: results and outlook", fill=(20, 20, 60), font=heading)
-    words = ["lorem", "ipsum", "dolor", "sit", "amet", "consectetur", "adipiscing", "elit", "2024", "EUR", "12.5%"]
-    y = margin + 3 * line_height
-    while y < height - margin:
-        line = " ".join(rng.choice(words, size=rng.integers(8, 14)))
-        draw.text((margin, y), line, fill=(10, 10, 10), font=font)
-        y += line_height
-        if rng.random() < 0.05:
-            draw.line((margin, y, width - margin, y), fill=(90, 90, 90), width=2)
-            y += line_height // 2
-    return page
-
-
-def phone_photo(width: int, height: int, seed: int) -> Image.Image:
-    """A page photographed on a desk: uneven light, sensor noise."""
-    rng = np.random.default_rng(seed)
-    desk = np.linspace(90, 150, width, dtype=np.float32)[None, :, None] * np.array([1.0, 0.85, 0.7], np.float32)
-    pixels = np.broadcast_to(desk, (height, width, 3)).copy()
-    page = np.asarray(text_page(width * 3 // 4, height * 3 // 4, seed), dtype=np.float32)
-    top, left = height // 8, width // 8
-    pixels[top : top + page.shape[0], left : left + page.shape[1]] = page * 0.9
-    pixels *= np.linspace(1.1, 0.8, height, dtype=np.float32)[:, None, None]
-    pixels += rng.normal(0, 6, pixels.shape).astype(np.float32)
-    return Image.fromarray(pixels.clip(0, 255).astype(np.uint8))
-
-
-def encoded(image: Image.Image, fmt: str, **options) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, fmt, **options)
-    return buffer.getvalue()
 
 
 def make_samples() -> list[Sample]:
@@ -109,11 +59,11 @@ def make_samples() -> list[Sample]:
         size = (round(A4_INCHES[0] * dpi), round(A4_INCHES[1] * dpi))
         for seed in range(2):
             page = text_page(*size, seed=dpi + seed)
-            samples.append(Sample(f"A4 {dpi} DPI JPEG", encoded(page, "JPEG", quality=90)))
-            samples.append(Sample(f"A4 {dpi} DPI PNG", encoded(page, "PNG")))
+            samples.append(Sample(f"A4 {dpi} DPI JPEG", encoded(page, "JPEG", quality=90), "JPEG"))
+            samples.append(Sample(f"A4 {dpi} DPI PNG", encoded(page, "PNG"), "PNG"))
     for seed in range(2):
         photo = phone_photo(3000, 4000, seed=seed)
-        samples.append(Sample("phone photo 3000x4000 JPEG", encoded(photo, "JPEG", quality=92)))
+        samples.append(Sample("phone photo 3000x4000 JPEG", encoded(photo, "JPEG", quality=92), "JPEG"))
     return samples
 
 
@@ -299,42 +249,19 @@ def check_identical(samples: list[Sample], family: str, max_crops: int, tokenize
           "(pixels after normalisation, spatial crop, token count)")  # fmt: skip
 
 
-def print_throughput(samples: list[Sample], seconds: dict[str, dict[str, float]], clock: str) -> None:
-    """Images/s per image kind and side, and each of ours against vLLM's."""
-    counts: dict[str, int] = {}
-    for sample in samples:
-        counts[sample.name] = counts.get(sample.name, 0) + 1
-    ours = [side for side in seconds if side != "vLLM"]
-    header = "".join(f"{side + ' img/s':>20}" for side in seconds) + "".join(f"{side + ' ratio':>20}" for side in ours)
-    print(f"\n{clock}\n{'image':28} {'count':>5}" + header)
-    for name, count in [*counts.items(), ("all", sum(counts.values()))]:
-        side_s = {side: sum(by_name.values()) if name == "all" else by_name[name] for side, by_name in seconds.items()}
-        rates = "".join(f"{count / side_s[side]:20.2f}" for side in seconds)
-        ratios = "".join(f"{side_s['vLLM'] / side_s[side]:19.2f}x" for side in ours)
-        print(f"{name:28} {count:5d}" + rates + ratios)
-
-
-def print_breakdown(breakdowns: dict[str, dict[str, float]]) -> None:
-    """Shares of one profiled pass (of the calling thread: a worker's resizes are not in it)."""
-    kinds = list(SHARED_WORK)
-    print(f"\n{'share of time (one profiled pass)':34}" + "".join(f"{kind:>12}" for kind in [*kinds, "the rest"]))
-    for side, seconds in breakdowns.items():
-        shares = [seconds[kind] / seconds["all"] for kind in kinds]
-        print(f"{side:34}" + "".join(f"{share:11.0%} " for share in [*shares, 1 - sum(shares)]))
-
-
-def print_transfer_sizes() -> None:
+def transfer_sizes() -> dict[str, int]:
+    """Bytes of the views one request carries from preprocess to vllm_model, as uint8."""
     from dsocr.preprocessing import resolution_mode
 
-    print(f"\n{'bytes per image through Triton':34} {'uint8':>12} {'fp32':>12}")
+    sizes = {}
     for family, tiles in (("ocr", 6), ("ocr", 9), ("ocr2", 6)):
         mode = resolution_mode(family, "gundam", tiles)
-        values = 3 * mode.base_size**2 + tiles * 3 * mode.tile_size**2
-        label = f"{family}: global {mode.base_size}^2 + {tiles} x {mode.tile_size}^2"
-        print(f"{label:34} {values / 2**20:9.1f} MiB {4 * values / 2**20:8.1f} MiB")
+        sizes[f"{family}: global {mode.base_size}^2 + {tiles} x {mode.tile_size}^2"] = (
+            3 * mode.base_size**2 + tiles * 3 * mode.tile_size**2)
+    return sizes
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--family", choices=STRATEGY, default="ocr")
     parser.add_argument("--max-crops", type=int, default=6)
@@ -343,14 +270,21 @@ def main() -> None:
     parser.add_argument("--child", choices=SIDES, help=argparse.SUPPRESS)
     parser.add_argument("--samples", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--tokenizer-dir", type=Path, help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    parser.add_argument("--only", type=int, help="the first N images only (a quick check)")
+    parser.add_argument("--results-dir", type=Path, default=report.RESULTS_DIR)
+    parser.add_argument("--report", type=Path, default=report.REPORT)
+    args = parser.parse_args(argv)
     if args.child:
         serve_side(args.child, args)
-        return
+        return {}
 
     from dsocr.tiny_models import build_tokenizer
 
-    samples = make_samples()
+    samples = make_samples()[: args.only]
+    device = systems.detect_device()
+    data = {"machine": systems.machine_description(device), "conditions": {"before": report.machine_conditions()},
+            "settings": {"family": args.family, "max_crops": args.max_crops, "repeat": args.repeat,
+                         "threads": args.threads, "images": len(samples)}}
     with tempfile.TemporaryDirectory() as scratch:
         tokenizer_dir = build_tokenizer(Path(scratch))
         samples_file = Path(scratch) / "samples.pickle"
@@ -363,10 +297,16 @@ def main() -> None:
         for side in sides:
             side.close()
         check_identical(samples, args.family, args.max_crops, tokenizer_dir)
-    print_throughput(samples, {side: clocks["wall"] for side, clocks in seconds.items()}, "images/s, wall-clock (latency)")
-    print_throughput(samples, {side: clocks["cpu"] for side, clocks in seconds.items()}, "images/s per CPU-second (all cores busy)")
-    print_breakdown(breakdowns)
-    print_transfer_sizes()
+    counts: dict[str, int] = {}
+    for sample in samples:
+        counts[sample.name] = counts.get(sample.name, 0) + 1
+    data.update(counts=counts, seconds=seconds, breakdowns=breakdowns, view_bytes=transfer_sizes(),
+                shared_work=list(SHARED_WORK))
+    data["conditions"]["after"] = report.machine_conditions()
+    report.save("preprocess", device, data, args.results_dir)
+    report.render(args.results_dir, args.report)
+    print(report.preprocess_speed_markdown(data))
+    return data
 
 
 if __name__ == "__main__":

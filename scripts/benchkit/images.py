@@ -15,16 +15,57 @@ Three sets, chosen by what a benchmark wants to stress:
 from __future__ import annotations
 
 import base64
-import sys
+import io
 from dataclasses import dataclass
 from functools import cached_property
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench_preprocess import A4_INCHES, encoded, phone_photo, text_page  # noqa: E402
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
 
 IMAGE_SETS = ("small", "page", "large")
 MIME = {"PNG": "image/png", "JPEG": "image/jpeg"}
+A4_INCHES = (8.27, 11.69)
+
+
+def text_page(width: int, height: int, seed: int) -> Image.Image:
+    """A white page of dark text-like lines, a heading and a table rule."""
+    rng = np.random.default_rng(seed)
+    page = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(page)
+    line_height = max(12, height // 70)
+    font = ImageFont.load_default(size=int(line_height * 0.7))
+    heading = ImageFont.load_default(size=int(line_height * 1.4))
+    margin = width // 12
+    draw.text((margin, margin), "Quarterly report: results and outlook", fill=(20, 20, 60), font=heading)
+    words = ["lorem", "ipsum", "dolor", "sit", "amet", "consectetur", "adipiscing", "elit", "2024", "EUR", "12.5%"]
+    y = margin + 3 * line_height
+    while y < height - margin:
+        line = " ".join(rng.choice(words, size=rng.integers(8, 14)))
+        draw.text((margin, y), line, fill=(10, 10, 10), font=font)
+        y += line_height
+        if rng.random() < 0.05:
+            draw.line((margin, y, width - margin, y), fill=(90, 90, 90), width=2)
+            y += line_height // 2
+    return page
+
+
+def phone_photo(width: int, height: int, seed: int) -> Image.Image:
+    """A page photographed on a desk: uneven light, sensor noise."""
+    rng = np.random.default_rng(seed)
+    desk = np.linspace(90, 150, width, dtype=np.float32)[None, :, None] * np.array([1.0, 0.85, 0.7], np.float32)
+    pixels = np.broadcast_to(desk, (height, width, 3)).copy()
+    page = np.asarray(text_page(width * 3 // 4, height * 3 // 4, seed), dtype=np.float32)
+    top, left = height // 8, width // 8
+    pixels[top : top + page.shape[0], left : left + page.shape[1]] = page * 0.9
+    pixels *= np.linspace(1.1, 0.8, height, dtype=np.float32)[:, None, None]
+    pixels += rng.normal(0, 6, pixels.shape).astype(np.float32)
+    return Image.fromarray(pixels.clip(0, 255).astype(np.uint8))
+
+
+def encoded(image: Image.Image, fmt: str, **options) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **options)
+    return buffer.getvalue()
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""The plot: throughput vs concurrency for (a)-(d), one request's stages, preprocess scaling."""
+"""The plot: throughput vs concurrency for (a)-(d), one request's stages, preprocess scaling, batching."""
 
 from __future__ import annotations
 
@@ -18,8 +18,11 @@ def _throughput(ax, compare: dict) -> None:
     for name, levels in compare["systems"].items():
         ax.plot([lv["concurrency"] for lv in levels], [lv["images_per_s"] for lv in levels],
                 marker=MARKERS.get(name, "o"), label=SYSTEMS[name])
-    ax.set(title="Throughput vs concurrency", xlabel="concurrent requests", ylabel="images/s")
+    tokens = compare["settings"]["max_tokens"]
+    ax.set(title=f"Throughput vs concurrency ({tokens} output tokens)", xlabel="concurrent requests",
+           ylabel="images/s")
     ax.set_xscale("log", base=2)
+    ax.set_ylim(bottom=0)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
 
@@ -39,6 +42,19 @@ def _preprocess(ax, data: dict) -> None:
     ax.set(title=f"Preprocess instances ({data['settings']['image_set']} images)", xlabel="instances",
            ylabel="images/s")
     ax.set_xticks([r["instances"] for r in levels])
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+
+
+def _batching(ax, data: dict) -> None:
+    levels = data["levels"]
+    n = [lv["requests"] for lv in levels]
+    ax.plot(n, [lv["vs_one"] for lv in levels], marker="o", label="measured")
+    ax.plot(n, n, linestyle="--", color="grey", label="serialised")
+    ax.set(title=f"N requests at once ({data['settings']['max_tokens']} tokens each)", xlabel="requests at once",
+           ylabel="wall time / one request")
+    ax.set_ylim(bottom=0)
+    ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
 
 
@@ -48,8 +64,12 @@ def plot(results: dict[str, dict], device: str, path: Path) -> None:
         panels.append(lambda ax: _throughput(ax, results["compare"]))
         if results["compare"].get("breakdown"):
             panels.append(lambda ax: _breakdown(ax, results["compare"]["breakdown"]))
+    if "compare_long" in results:
+        panels.append(lambda ax: _throughput(ax, results["compare_long"]))
     if "preprocess_instances" in results:
         panels.append(lambda ax: _preprocess(ax, results["preprocess_instances"]))
+    if "batching" in results:
+        panels.append(lambda ax: _batching(ax, results["batching"]))
     if not panels:
         return
     fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.2), squeeze=False)

@@ -11,6 +11,7 @@ inputs, and the report rendered from a measured sample.
 
 from __future__ import annotations
 
+import shutil
 import sys
 from pathlib import Path
 
@@ -20,8 +21,10 @@ from PIL import Image
 SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
 sys.path.insert(0, str(SCRIPTS))
 
+import bench_batching  # noqa: E402
 import bench_compare  # noqa: E402
 import bench_perf_analyzer  # noqa: E402
+import bench_preprocess  # noqa: E402
 import bench_preprocess_instances  # noqa: E402
 from benchkit import asyncllm, report, systems  # noqa: E402
 from benchkit.images import make_images  # noqa: E402
@@ -58,6 +61,10 @@ def test_compare_measures_the_frontend_and_the_ensemble_alike(compared):
     stages = data["breakdown"]["stages"]
     assert stages["vLLM engine (its queue, encoder, prefill, decode)"] > 0
     assert stages["preprocess (decode, views, tensor copies)"] > 0
+    # Each stage is per request and net of the engine's time: none can be negative but by noise,
+    # and the path outside Triton and the engine is milliseconds, not the engine's spread.
+    assert 0 < stages["gRPC, ensemble hand-offs, response streaming"] < 0.5
+    assert abs(stages["frontend (HTTP, JSON, base64, SSE)"]) < 0.5
     added = data["breakdown"]["added_ttft"]
     assert added["pairs"] == 2
     # Net of the engine's own TTFT: what remains is the path to and from the engine, milliseconds.
@@ -81,9 +88,31 @@ def test_compare_report_rendered_with_all_four_systems(compared, tmp_path):
 def test_the_long_workload_is_a_result_and_report_block_of_its_own(compared, tmp_path):
     args = bench_compare.parse_args(["--device", "cpu", "--workload", "long"])
     assert args.max_tokens == 1024 and args.ttft_pairs == 0
-    report.save(bench_compare.WORKLOADS["long"], "cpu", compared[0], tmp_path)
+    assert bench_compare.parse_args(["--device", "cpu", "--workload", "long", "--ttft-pairs", "3"]).ttft_pairs == 3
+    long = {**compared[0], "settings": {**compared[0]["settings"], "workload": "long"}}
+    report.save(bench_compare.WORKLOADS["long"], "cpu", long, tmp_path)
+    # Into the real report: the block lands in its place in the CPU section, not appended.
+    shutil.copy(report.REPORT, tmp_path / "BENCHMARKS.md")
     text = report.render(tmp_path, tmp_path / "BENCHMARKS.md")[0].read_text()
-    assert "<!-- BEGIN compare_long-cpu -->" in text and "<!-- BEGIN compare-cpu -->" not in text
+    block = text.index("<!-- BEGIN compare_long-cpu -->")
+    assert text.index("## CPU") < block < text.index("## GPU")
+    assert "Workload `long`" in text[block:text.index("<!-- END compare_long-cpu -->")]
+    assert "<!-- BEGIN compare_long-gpu -->" in text  # its GPU place, waiting
+
+
+def test_preprocess_benchmark_runs_both_sides_on_the_same_images(tmp_path):
+    data = bench_preprocess.main(["--only", "1", "--repeat", "1", *outputs(tmp_path)])
+    assert set(data["seconds"]) == {"ours", "ours 1 thread", "vLLM"}
+    assert all(clocks["wall"]["A4 150 DPI JPEG"] > 0 for clocks in data["seconds"].values())
+    assert "<!-- BEGIN preprocess-cpu -->" in (tmp_path / "BENCHMARKS.md").read_text()
+
+
+def test_batching_benchmark_sends_requests_together_and_alone(service, tmp_path):
+    data = bench_batching.main(["--device", "cpu", "--url", service.triton_grpc_url, "--concurrency", "2",
+                                "--max-tokens", "4", "--repeat", "1", *outputs(tmp_path)])
+    assert [lv["requests"] for lv in data["levels"]] == [1, 2]
+    assert all(lv["completion_tokens"] == [4] and lv["wall_s"] > 0 for lv in data["levels"])
+    assert "<!-- BEGIN batching-cpu -->" in (tmp_path / "BENCHMARKS.md").read_text()
 
 
 def test_vllm_serve_gets_the_engine_settings_of_the_triton_model():
