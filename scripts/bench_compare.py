@@ -3,7 +3,10 @@
     scripts/bench.sh compare [--workload short|long] [--concurrency 1 4 8] [--max-tokens 32] ...
 
 Four systems, one after another (each engine reserves its KV cache), each
-started here and stopped without leftovers:
+started here and stopped without leftovers; in --passes passes (default 2),
+the second in the reverse order (a b c d, then d c b a), each level pooling
+the requests of both, so that a machine that gets slower or faster during
+the run weighs on every system alike:
 
   (a) our OpenAI frontend over Triton      HTTP+SSE, the shared OpenAI client
   (b) the ensemble over Triton gRPC        the same Triton as (a), no frontend
@@ -40,7 +43,7 @@ from benchkit import report, systems
 from benchkit.asyncllm import InProcessEngine, start_engine
 from benchkit.clients import OpenAIChat, TritonEnsemble, prometheus_values, triton_stats
 from benchkit.images import IMAGE_SETS, Sample, make_images
-from benchkit.load import RequestResult, requests_for, run_level
+from benchkit.load import RequestResult, pooled, requests_for, run_level
 
 SYSTEM_NAMES = tuple(report.SYSTEMS)
 # vLLM's own clocks for a request, on Triton's metrics port: sums, and the counts that say a request landed.
@@ -55,13 +58,13 @@ ENGINE_METRICS = (ENGINE_E2E, ENGINE_TTFT, ENGINE_TTFT_COUNT, ENGINE_FINISHED)
 WORKLOADS = {"short": "compare", "long": "compare_long"}  # -> result name
 DEFAULTS = {  # (device, workload) -> what a run measures unless told otherwise
     ("cpu", "short"): {"image_set": "small", "images": 4, "concurrency": [1, 4, 8], "max_tokens": 32,
-                       "min_requests": 8, "ttft_pairs": 20},
+                       "min_requests": 4, "ttft_pairs": 20},
     ("cpu", "long"): {"image_set": "small", "images": 4, "concurrency": [1, 4, 8], "max_tokens": 1024,
-                      "min_requests": 8, "ttft_pairs": 0},
+                      "min_requests": 4, "ttft_pairs": 0},
     ("gpu", "short"): {"image_set": "page", "images": 32, "concurrency": [1, 4, 8, 16, 32, 64],
-                       "max_tokens": 256, "min_requests": 16, "ttft_pairs": 20},
+                       "max_tokens": 256, "min_requests": 8, "ttft_pairs": 20},
     ("gpu", "long"): {"image_set": "page", "images": 32, "concurrency": [1, 4, 8, 16, 32, 64],
-                      "max_tokens": 2048, "min_requests": 16, "ttft_pairs": 0},
+                      "max_tokens": 2048, "min_requests": 8, "ttft_pairs": 0},
 }
 
 
@@ -77,8 +80,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--concurrency", type=int, nargs="+", help="default: 1 4 8 on CPU, up to 64 on GPU")
     p.add_argument("--max-tokens", type=int,
                    help="output tokens per request (default: short 32 on CPU, 256 on GPU; long 1024, 2048)")
+    p.add_argument("--passes", type=int, default=2, help="passes over the systems, alternating their order")
     p.add_argument("--requests-per-worker", type=int, default=1, help="requests each concurrent client sends")
-    p.add_argument("--min-requests", type=int, help="at least this many requests per level (default: 8 on CPU)")
+    p.add_argument("--min-requests", type=int, help="at least this many requests per level and pass "
+                                                     "(default: 4 on CPU)")
     p.add_argument("--warmup", type=int, default=2, help="untimed requests per system first")
     p.add_argument("--breakdown-requests", type=int, default=5,
                    help="sequential request pairs, (b) then (a), for the stage breakdown")
@@ -286,18 +291,18 @@ def stack_urls(args, ports: dict[str, int] | None) -> dict[str, str]:
             "metrics": f"http://127.0.0.1:{ports['triton_metrics_port']}"}
 
 
-async def run_stack_systems(args, urls: dict[str, str], images: list[Sample]) -> tuple[dict, dict | None]:
+async def run_stack_systems(args, urls: dict[str, str], images: list[Sample], order: list[str],
+                            with_breakdown: bool) -> tuple[dict, dict | None]:
     frontend = OpenAIChat(urls["frontend"], systems.SERVED_NAME, args.instruction, args.max_tokens,
                           frontend_extra_body(args), max(args.concurrency))
     ensemble = TritonEnsemble(urls["grpc"], prompt(args), ensemble_parameters(args))
+    clients = {"frontend": frontend, "ensemble": ensemble}
     measured = {}
     try:
-        if "ensemble" in args.systems:
-            measured["ensemble"] = await measure("ensemble", ensemble, images, args)
-        if "frontend" in args.systems:
-            measured["frontend"] = await measure("frontend", frontend, images, args)
+        for name in order:
+            measured[name] = await measure(name, clients[name], images, args)
         stages = None
-        if args.breakdown_requests and {"frontend", "ensemble"} <= set(args.systems) and urls.get("http"):
+        if with_breakdown and args.breakdown_requests and {"frontend", "ensemble"} <= set(order) and urls.get("http"):
             stages = await breakdown(frontend, ensemble, images[0], urls, args.breakdown_requests)
             if args.ttft_pairs:
                 stages["added_ttft"] = await added_ttft(urls, images[0], args, args.ttft_pairs)
@@ -307,9 +312,10 @@ async def run_stack_systems(args, urls: dict[str, str], images: list[Sample]) ->
     return measured, stages
 
 
-def stack_systems(args, model: str, images: list[Sample], logs: Path) -> tuple[dict, dict | None]:
+def stack_systems(args, model: str, images: list[Sample], logs: Path, order: list[str],
+                  with_breakdown: bool) -> tuple[dict, dict | None]:
     if args.frontend_url or args.triton_grpc_url:
-        return asyncio.run(run_stack_systems(args, stack_urls(args, None), images))
+        return asyncio.run(run_stack_systems(args, stack_urls(args, None), images, order, with_breakdown))
     ports = {name: systems.free_port() for name in ("port", "triton_http_port", "triton_grpc_port",
                                                      "triton_metrics_port")}
     command = systems.stack_command(model, args.device, ports)
@@ -317,7 +323,7 @@ def stack_systems(args, model: str, images: list[Sample], logs: Path) -> tuple[d
                                logs / "stack.log") as server:
         seconds = server.wait_ready(f"http://127.0.0.1:{ports['port']}/health/ready", args.ready_timeout_s)
         print(f"[bench] our stack ready in {seconds:.0f} s", flush=True)
-        return asyncio.run(run_stack_systems(args, stack_urls(args, ports), images))
+        return asyncio.run(run_stack_systems(args, stack_urls(args, ports), images, order, with_breakdown))
 
 
 def vllm_serve_system(args, model: str, engine_args: dict, images: list[Sample], logs: Path) -> list[dict]:
@@ -376,8 +382,9 @@ def settings_record(args, model: str, engine_args: dict) -> dict:
             "resolution_mode": "gundam",
             "max_crops": args.max_crops, "instruction": args.instruction, "max_tokens": args.max_tokens,
             "ngram_size": args.ngram_size, "window_size": args.window_size, "warmup": args.warmup,
-            "concurrency": args.concurrency,
-            "requests": {c: requests_for(c, args.requests_per_worker, args.min_requests) for c in args.concurrency},
+            "concurrency": args.concurrency, "passes": args.passes,
+            "requests": {c: args.passes * requests_for(c, args.requests_per_worker, args.min_requests)
+                         for c in args.concurrency},
             "engine_args": engine_args}
 
 
@@ -394,14 +401,21 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"[bench] {args.device}, model {model}; engine arguments for every system: {engine_args}", flush=True)
     data = {"settings": settings_record(args, model, engine_args), "machine": systems.machine_description(args.device),
             "conditions": {"before": report.machine_conditions()}, "systems": {}}
-    if {"frontend", "ensemble"} & set(args.systems):
-        measured, data["breakdown"] = stack_systems(args, model, images, logs)
-        data["systems"].update(measured)
-    if "vllm_serve" in args.systems:
-        data["systems"]["vllm_serve"] = vllm_serve_system(args, model, engine_args, images, logs)
-    if "asyncllm" in args.systems:
-        data["systems"]["asyncllm"] = asyncllm_system(args, model, engine_args, logs)
-    data["systems"] = {name: data["systems"][name] for name in SYSTEM_NAMES if name in data["systems"]}
+    runs: dict[str, list[list[dict]]] = {name: [] for name in SYSTEM_NAMES if name in args.systems}
+    for index in range(args.passes):
+        order = [name for name in SYSTEM_NAMES if name in args.systems][:: -1 if index % 2 else 1]
+        stack_order = [name for name in order if name in ("frontend", "ensemble")]
+        for name in order:
+            if name in stack_order[:1]:  # (a) and (b) share one stack
+                measured, stages = stack_systems(args, model, images, logs, stack_order, with_breakdown=index == 0)
+                for system, levels in measured.items():
+                    runs[system].append(levels)
+                data["breakdown"] = data.get("breakdown") or stages
+            elif name == "vllm_serve":
+                runs[name].append(vllm_serve_system(args, model, engine_args, images, logs))
+            elif name == "asyncllm":
+                runs[name].append(asyncllm_system(args, model, engine_args, logs))
+    data["systems"] = {name: [pooled(same_level) for same_level in zip(*passes)] for name, passes in runs.items()}
     data["conditions"]["after"] = report.machine_conditions()
     saved = report.save(WORKLOADS[args.workload], args.device, data, args.results_dir)
     written = report.render(args.results_dir, args.report)

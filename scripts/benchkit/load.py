@@ -41,9 +41,18 @@ class LevelResult:
     e2e_p95_s: float
     prompt_tokens: list[int]  # distinct values seen: one, when every system does the same work
     completion_tokens: list[int]
+    # Every request's (ttft_s, e2e_s, prompt_tokens, completion_tokens): what levels measured in
+    # several passes are pooled from.
+    samples: list[tuple[float, float, int, int]]
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def pooled(levels: Sequence[dict]) -> dict:
+    """One level from the same level measured in several passes: all their requests over all their time."""
+    results = [RequestResult(*sample) for level in levels for sample in level["samples"]]
+    return summarise(levels[0]["concurrency"], results, sum(level["wall_s"] for level in levels)).to_dict()
 
 
 Send = Callable[[Sample], Awaitable[RequestResult]]
@@ -81,6 +90,7 @@ def summarise(concurrency: int, results: Sequence[RequestResult], wall_s: float)
         e2e_p95_s=float(np.percentile(e2e, 95)),
         prompt_tokens=sorted({r.prompt_tokens for r in results}),
         completion_tokens=sorted({r.completion_tokens for r in results}),
+        samples=[(r.ttft_s, r.e2e_s, r.prompt_tokens, r.completion_tokens) for r in results],
     )
 
 

@@ -110,7 +110,9 @@ def compare_markdown(data: dict) -> str:
         f"({s['resolution_mode']} mode, max "
         f"{s['max_crops']} tiles), prompt `{s['instruction']}`, {s['max_tokens']} output tokens per request "
         f"(ignore_eos), greedy, DeepSeek's n-gram rule ({s['ngram_size']}/{s['window_size']}); "
-        f"{s['warmup']} warm-up requests per system; requests per level: {s['requests']}.",
+        f"{s['warmup']} warm-up requests per system; requests per level: {s['requests']}"
+        + (f", over {s['passes']} passes, each after the first in the reverse order of the one before"
+           if s.get("passes", 1) > 1 else "") + ".",
         "Engine settings, the same for every system: `" + json.dumps(s["engine_args"]) + "`.",
         "Prompt tokens per request: " + ", ".join(
             f"{SYSTEMS[name]} {sorted({t for lv in levels for t in lv['prompt_tokens']})}"

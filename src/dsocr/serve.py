@@ -111,6 +111,10 @@ class Stack:
 
     def triton_env(self) -> dict[str, str]:
         env = dict(os.environ)
+        # The Python-backend stubs take their environment from the python3 on
+        # PATH: this one's, which has the project (a virtualenv's included, when
+        # the tritonserver is the system's, as on NGC's image).
+        env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
         if self.args.model:
             env["MODEL"] = self.args.model
         if self.args.device == "cpu":

@@ -56,6 +56,7 @@ def test_compare_measures_the_frontend_and_the_ensemble_alike(compared):
     data, tmp_path = compared
     frontend, ensemble = data["systems"]["frontend"][0], data["systems"]["ensemble"][0]
     assert frontend["completion_tokens"] == ensemble["completion_tokens"] == [2]
+    assert frontend["requests"] == ensemble["requests"] == 2  # one per pass, pooled
     assert frontend["prompt_tokens"] == ensemble["prompt_tokens"]
     assert frontend["images_per_s"] > 0 and frontend["ttft_p50_s"] <= frontend["e2e_p50_s"]
     stages = data["breakdown"]["stages"]

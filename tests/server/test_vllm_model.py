@@ -41,6 +41,10 @@ def test_engine_metrics_are_on_tritons_metrics_endpoint(service):
     assert metric(service, "vllm:prompt_tokens_total") > 0
     assert metric(service, 'vllm:request_success_total') >= 1
     assert metric(service, "nv_inference_count") > 0  # Triton's own, same endpoint
+    # The two queues the Kubernetes autoscaler adds up (deploy/monitoring/prometheus-adapter-values.yaml).
+    text = httpx.get(f"http://127.0.0.1:{service.triton_metrics_port}/metrics").text
+    for queue in ("nv_inference_pending_request_count{", "vllm:num_requests_waiting{"):
+        assert any(line.startswith(queue) for line in text.splitlines()), queue
 
 
 def test_cancel_request_stops_the_generation_in_the_engine(service):

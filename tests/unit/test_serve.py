@@ -38,15 +38,20 @@ STAND_IN = textwrap.dedent("""\
 
     server = http.server.HTTPServer(("127.0.0.1", port), Ready)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    if {dies_after_s} is not None:  # a server that dies on its own once it has been ready
+        signal.signal(signal.SIGALRM, lambda *_: os._exit(3))
+        signal.alarm({dies_after_s})
     server.serve_forever()
 """)
 
 
-def serve(tmp_path: Path, aborts: int) -> tuple[subprocess.CompletedProcess, int]:
-    """Run the serve command (Triton only) until ready, then stop it; its output and tritonserver's start count."""
+def serve(tmp_path: Path, aborts: int, dies_after_s: int | None = None) -> tuple[subprocess.CompletedProcess, int]:
+    """Run the serve command (Triton only) until ready, then stop it (unless its tritonserver dies
+    first); its output and tritonserver's start count."""
     starts = tmp_path / "starts"
     stand_in = tmp_path / "tritonserver"
-    stand_in.write_text(STAND_IN.format(python=sys.executable, starts=str(starts), aborts=aborts))
+    stand_in.write_text(STAND_IN.format(python=sys.executable, starts=str(starts), aborts=aborts,
+                                        dies_after_s=dies_after_s))
     stand_in.chmod(0o755)
     command = [sys.executable, "-m", "dsocr.serve", "--no-frontend", "--device=cpu", "--model=unused",
                f"--tritonserver={stand_in}", f"--triton-http-port={free_port()}", "--ready-timeout-s=30"]
@@ -54,7 +59,7 @@ def serve(tmp_path: Path, aborts: int) -> tuple[subprocess.CompletedProcess, int
     lines = []
     for line in process.stdout:
         lines.append(line)
-        if line.startswith("[serve] ready"):
+        if line.startswith("[serve] ready") and dies_after_s is None:
             process.terminate()
     process.wait(timeout=30)
     return subprocess.CompletedProcess(command, process.returncode, "".join(lines)), int(starts.read_text())
@@ -71,6 +76,13 @@ def test_a_tritonserver_that_keeps_aborting_is_given_up(tmp_path):
     result, starts = serve(tmp_path, aborts=5)
     assert starts == 3
     assert "[serve] ready" not in result.stdout and result.returncode == 1
+
+
+def test_a_tritonserver_that_dies_after_it_was_ready_ends_the_service_with_an_error(tmp_path):
+    # So that a restart policy (Docker, Kubernetes) brings the service back.
+    result, starts = serve(tmp_path, aborts=0, dies_after_s=2)
+    assert "[serve] ready" in result.stdout and "tritonserver exited with 3" in result.stdout
+    assert result.returncode == 1 and starts == 1
 
 
 def test_the_frontend_answers_to_the_model_triton_serves(monkeypatch):

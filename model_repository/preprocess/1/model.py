@@ -20,12 +20,12 @@ from pathlib import Path
 
 import numpy as np
 
-from dsocr import envs
+from dsocr import contract, envs
 from dsocr import triton_tensors as tt
 from dsocr.engine_config import load_engine_args
 from dsocr.families import family_of
-from dsocr.preprocessing import DecodeLimits, PreprocessError, preprocess_request, resolution_mode
-from dsocr.settings import ParameterError, parse_settings
+from dsocr.preprocessing import DecodeLimits, preprocess_request, resolution_mode
+from dsocr.settings import parse_settings
 
 ENGINE_CONFIG = Path(__file__).parents[2] / "vllm_model" / "1" / "engine.json"
 DEFAULT_MODE = "gundam"
@@ -33,6 +33,7 @@ DEFAULT_MODE = "gundam"
 
 class TritonPythonModel:
     def initialize(self, args):
+        contract.check(args["model_config"], contract.PREPROCESS)
         self._family = family_of(load_engine_args(ENGINE_CONFIG)["model"]).key
         self._limits = DecodeLimits(
             max_bytes=int(envs.get("DSOCR_MAX_IMAGE_BYTES")),
@@ -48,7 +49,7 @@ class TritonPythonModel:
             mode = resolution_mode(self._family, settings.resolution_mode or DEFAULT_MODE, settings.max_crops)
             prompt = tt.input_text(request, "PROMPT")
             [image] = preprocess_request(prompt, [tt.input_bytes(request, "IMAGE")], mode, self._limits)
-        except (PreprocessError, ParameterError, ValueError) as exc:
+        except ValueError as exc:  # PreprocessError, ParameterError: the request's fault
             return tt.error_response(str(exc))
         return tt.pb_utils.InferenceResponse(
             output_tensors=[

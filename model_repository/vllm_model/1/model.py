@@ -53,6 +53,7 @@ locale.setlocale(locale.LC_CTYPE, "C.UTF-8")
 import numpy as np  # noqa: E402
 import triton_python_backend_utils as pb_utils  # noqa: E402
 
+from dsocr import contract  # noqa: E402
 from dsocr import triton_tensors as tt  # noqa: E402
 from dsocr.engine_config import load_engine_args  # noqa: E402
 from dsocr.inflight import InflightRequests  # noqa: E402
@@ -105,6 +106,7 @@ class TritonPythonModel:
     def initialize(self, args):
         from vllm.platforms import current_platform
 
+        contract.check(args["model_config"], contract.VLLM_MODEL)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="vllm-loop", daemon=True)
         self._thread.start()
