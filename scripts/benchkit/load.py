@@ -52,7 +52,8 @@ class LevelResult:
 def pooled(levels: Sequence[dict]) -> dict:
     """One level from the same level measured in several passes: all their requests over all their time."""
     results = [RequestResult(*sample) for level in levels for sample in level["samples"]]
-    return summarise(levels[0]["concurrency"], results, sum(level["wall_s"] for level in levels)).to_dict()
+    level = summarise(levels[0]["concurrency"], results, sum(level["wall_s"] for level in levels)).to_dict()
+    return {**level, "images_per_s_by_pass": [one["images_per_s"] for one in levels]}
 
 
 Send = Callable[[Sample], Awaitable[RequestResult]]

@@ -22,6 +22,8 @@ def _throughput(ax, compare: dict) -> None:
     ax.set(title=f"Throughput vs concurrency ({tokens} output tokens)", xlabel="concurrent requests",
            ylabel="images/s")
     ax.set_xscale("log", base=2)
+    concurrency = sorted({lv["concurrency"] for levels in compare["systems"].values() for lv in levels})
+    ax.set_xticks(concurrency, [str(c) for c in concurrency])
     ax.set_ylim(bottom=0)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
@@ -72,8 +74,12 @@ def plot(results: dict[str, dict], device: str, path: Path) -> None:
         panels.append(lambda ax: _batching(ax, results["batching"]))
     if not panels:
         return
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.2), squeeze=False)
-    for draw, ax in zip(panels, axes[0]):
+    columns = min(3, len(panels))
+    rows = -(-len(panels) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(5.5 * columns, 4.6 * rows), squeeze=False)
+    for ax in axes.flat[len(panels):]:
+        ax.axis("off")
+    for draw, ax in zip(panels, axes.flat):
         draw(ax)
     fig.suptitle(f"DeepSeek-OCR serving benchmarks ({device.upper()})")
     fig.tight_layout()

@@ -165,6 +165,13 @@ def targets(data: dict) -> list[tuple[str, bool | str, str]]:
         met = all(lv["images_per_s"] >= factor * ref["images_per_s"] for lv, ref in pairs)
         found.append((label, met, detail))
 
+    spreads = [max(by_pass) / min(by_pass) - 1 for levels in data["systems"].values() for lv in levels
+               if len(by_pass := lv.get("images_per_s_by_pass", [])) > 1]
+    if spreads:
+        found.append(("run-to-run spread (for information)", "info",
+                      f"images/s of one system at one concurrency differed between passes by up to "
+                      f"{max(spreads):.0%} (median {sorted(spreads)[len(spreads) // 2]:.0%}): smaller differences "
+                      "between systems are not shown by this run"))
     versus("vllm_serve", 1.0, "(a) throughput >= (c) vllm serve at every concurrency")
     versus("asyncllm", ASYNCLLM_TARGET, f"(a) throughput >= {ASYNCLLM_TARGET}x (d) AsyncLLM at every concurrency")
     b = data.get("breakdown")
