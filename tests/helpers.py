@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import http.server
 import io
 import json
 import os
@@ -10,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -68,6 +70,39 @@ def expected_prompt_ids(tokenizer, prompt: str, image_tokens: int) -> list[int]:
         tokenizer.convert_tokens_to_ids(IMAGE_TOKEN),
         tokenizer.bos_token_id,
     )
+
+
+@contextlib.contextmanager
+def serving_image(image: bytes):
+    """A local HTTP server on 127.0.0.1: the image at /page.png, /moved redirecting to it, else 404.
+    Yields its "host:port"."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            if self.path == "/moved":
+                self.send_response(302)
+                self.send_header("Location", "/page.png")
+                self.end_headers()
+            elif self.path == "/page.png":
+                self.send_response(200)
+                self.send_header("Content-Type", "image/png")
+                self.send_header("Content-Length", str(len(image)))
+                self.end_headers()
+                self.wfile.write(image)
+            else:
+                self.send_error(404)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        thread.join()
 
 
 def free_port() -> int:

@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import http.server
-import threading
 
 import openai
 import pytest
-from helpers import page_png, running_frontend
+from helpers import page_png, running_frontend, serving_image
 
 from dsocr import paths
 
@@ -32,28 +30,9 @@ def messages(url: str) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def images():
-    """A local HTTP server: /page.png, and /moved redirecting to it."""
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            if self.path == "/moved":
-                self.send_response(302)
-                self.send_header("Location", "/page.png")
-                self.end_headers()
-                return
-            self.send_response(200)
-            self.send_header("Content-Type", "image/png")
-            self.send_header("Content-Length", str(len(PAGE)))
-            self.end_headers()
-            self.wfile.write(PAGE)
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
+    """The page over HTTP: /page.png, and /moved redirecting to it."""
+    with serving_image(PAGE) as address:
+        yield f"http://{address}"
 
 
 @contextlib.contextmanager

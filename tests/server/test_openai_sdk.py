@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import http.server
 import io
-import threading
 
 import httpx
 import openai
 import pytest
 from PIL import Image
-from helpers import page_png, running_frontend, stream_ensemble
+from helpers import page_png, running_frontend, serving_image, stream_ensemble
 
 from dsocr import paths
 
@@ -53,28 +51,9 @@ def async_client(service) -> openai.AsyncOpenAI:
 
 @pytest.fixture(scope="module")
 def image_server():
-    """A local HTTP server with the page at /page.png (127.0.0.1: the service's allowlist)."""
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            if self.path != "/page.png":
-                self.send_error(404)
-                return
-            self.send_response(200)
-            self.send_header("Content-Type", "image/png")
-            self.send_header("Content-Length", str(len(PAGE)))
-            self.end_headers()
-            self.wfile.write(PAGE)
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    thread.join()
+    """The page over HTTP from 127.0.0.1 (the service's allowlist)."""
+    with serving_image(PAGE) as address:
+        yield address
 
 
 @pytest.fixture(scope="module")

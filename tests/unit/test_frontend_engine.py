@@ -75,46 +75,37 @@ class Triton:
         self.cancels: list[str] = []
 
     def stream_infer(self, requests):
-        if self.request_id is None:
-            self.request_id = "pending"
-            return _Reading(requests, self)
-        return _CancelCall(requests, self)
+        return _Stream(requests, self)
+
+    def cancel(self, request: dict):
+        named = request["inputs"][0]._get_content().decode()  # noqa: SLF001
+        self.cancels.append(named)
+        if self.call.answers_cancel and named == self.request_id:
+            self.call.push((Result("", "cancelled", 0, 0), None))
+        return Result("", "cancelled", 0, 0), None
 
 
-class _Reading:
-    """Reads the one ensemble request (its id) before handing over the responses."""
+class _Stream:
+    """One stream_infer call: its one request read first, as Triton reads it, then answered."""
 
     def __init__(self, requests, triton: Triton):
-        self._requests, self._triton = requests, triton
+        self._requests, self._triton, self._request = requests, triton, None
 
     def __aiter__(self):
         return self
 
     async def __anext__(self):
-        if self._requests is not None:
-            self._triton.request_id = (await anext(self._requests))["request_id"]
-            self._requests = None
+        if self._request is None:
+            self._request = await anext(self._requests)
+            if self._request["model_name"] == "vllm_model":
+                return self._triton.cancel(self._request)
+            self._triton.request_id = self._request["request_id"]
+        if self._request["model_name"] == "vllm_model":
+            raise StopAsyncIteration  # one answer per CANCEL
         return await self._triton.call.__anext__()
 
     def cancel(self) -> bool:
         return self._triton.call.cancel()
-
-
-class _CancelCall:
-    def __init__(self, requests, triton: Triton):
-        self._requests, self._triton = requests, triton
-
-    def __aiter__(self):
-        return self
-
-    async def __anext__(self):
-        request = await anext(self._requests)
-        assert request["model_name"] == "vllm_model"
-        named = request["inputs"][0]._get_content().decode()  # noqa: SLF001
-        self._triton.cancels.append(named)
-        if self._triton.call.answers_cancel and named == self._triton.request_id:
-            self._triton.call.push((Result("", "cancelled", 0, 0), None))
-        return Result("", "cancelled", 0, 0), None
 
 
 def engine_over(call: Call) -> tuple[TritonEngine, Triton]:
@@ -180,10 +171,10 @@ def test_a_completed_request_lets_triton_close_its_stream():
     assert call.ended and not call.cancelled and triton.cancels == []
 
 
-def test_closing_the_deltas_mid_stream_cancels_the_request_by_name_and_reads_its_end():
-    call = Call([(Result("In", "", 279, 1), None)])
+def read_one_then_close(call: Call) -> Triton:
+    """Read one delta, close the deltas, and wait until the engine has stopped the request."""
 
-    async def read_one_then_close():
+    async def run():
         engine, triton = engine_over(call)
         deltas = generate(engine)
         await anext(deltas)
@@ -191,7 +182,12 @@ def test_closing_the_deltas_mid_stream_cancels_the_request_by_name_and_reads_its
         await settled(engine)
         return triton
 
-    triton = asyncio.run(read_one_then_close())
+    return asyncio.run(run())
+
+
+def test_closing_the_deltas_mid_stream_cancels_the_request_by_name_and_reads_its_end():
+    call = Call([(Result("In", "", 279, 1), None)])
+    triton = read_one_then_close(call)
     assert triton.cancels == [triton.request_id]
     assert call.ended and not call.cancelled  # Triton ended the stream itself
 
@@ -222,16 +218,7 @@ def test_cancelling_the_reader_while_it_waits_stops_the_request_the_same_way():
 def test_a_stream_that_does_not_end_after_its_cancel_is_cancelled(monkeypatch):
     monkeypatch.setattr(engine_module, "CANCELLED_END_TIMEOUT_S", 0.05)
     call = Call([(Result("In", "", 279, 1), None)], answers_cancel=False)
-
-    async def read_one_then_close():
-        engine, triton = engine_over(call)
-        deltas = generate(engine)
-        await anext(deltas)
-        await deltas.aclose()
-        await settled(engine)
-        return triton
-
-    triton = asyncio.run(read_one_then_close())
+    triton = read_one_then_close(call)
     assert triton.cancels == [triton.request_id] and call.cancelled
 
 
