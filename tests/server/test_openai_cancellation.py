@@ -76,4 +76,4 @@ def test_closing_the_stream_aborts_the_generation(service):
     generated = wait_until_still(service) - before
     budget = MAX_MODEL_LEN - (metric(service, PROMPTED) - prompted_before)
     assert generated >= READ_CHUNKS, "the engine was not generating while the stream was open"
-    assert generated < budget / 4, f"{generated:.0f} of about {budget} tokens generated: the request was not aborted"
+    assert generated < budget / 2, f"{generated:.0f} of about {budget} tokens generated: the request was not aborted"
