@@ -262,4 +262,3 @@ class TritonEngine:
         if self._background:  # the CANCELs of clients that just left go out first
             await asyncio.wait(self._background, timeout=CANCEL_TIMEOUT_S)
         await self._client.close()
-

@@ -36,15 +36,12 @@ async def system_resolver(host: str, port: int) -> list[str]:
 
 # IPv6 ranges that carry an IPv4 address a gateway may forward to: NAT64
 # (RFC 6052's well-known prefix, RFC 8215's local one) and the deprecated
-# IPv4-compatible addresses. Mapped, 6to4 and Teredo addresses have their own
-# accessors.
+# IPv4-compatible addresses. 6to4 and Teredo addresses have their own accessors.
 _IPV4_IN_LOW_BITS = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"),
                      ipaddress.ip_network("::/96"))
 
 
 def _embedded_ipv4(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
-    if ip.ipv4_mapped:
-        return [ip.ipv4_mapped]
     if ip.sixtofour:
         return [ip.sixtofour]
     if ip.teredo:
@@ -57,9 +54,12 @@ def _embedded_ipv4(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
 def is_public(address: str) -> bool:
     """Whether `address`, and any IPv4 address it carries, is a public unicast address."""
     ip = ipaddress.ip_address(address.split("%")[0])  # drop an IPv6 zone ("fe80::1%eth0")
-    reached = [ip] if isinstance(ip, ipaddress.IPv4Address) else [ip, *_embedded_ipv4(ip)]
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
-        reached = [ip.ipv4_mapped]  # a mapped address is the IPv4 one, on an IPv6 socket
+    if isinstance(ip, ipaddress.IPv4Address):
+        reached = [ip]
+    elif ip.ipv4_mapped:  # the IPv4 address itself, on an IPv6 socket
+        reached = [ip.ipv4_mapped]
+    else:
+        reached = [ip, *_embedded_ipv4(ip)]
     return all(a.is_global and not a.is_multicast for a in reached)
 
 

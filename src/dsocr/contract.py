@@ -39,7 +39,8 @@ def declared(model_config: str | dict) -> dict[str, dict[str, str]]:
 
 
 def check(model_config: str | dict, contract: dict[str, dict[str, str]]) -> None:
-    found = declared(model_config)
+    config = json.loads(model_config) if isinstance(model_config, str) else model_config
+    found = declared(config)
     if found != contract:
-        name = (json.loads(model_config) if isinstance(model_config, str) else model_config).get("name", "model")
+        name = config.get("name", "model")
         raise ContractError(f"{name}: config.pbtxt declares {found}, the model's contract is {contract}")
