@@ -2,8 +2,8 @@
 
 Both sides take encoded bytes (decode included) and make Gundam-mode views:
 ours as uint8 (`preprocess_image`), measured twice: as the server runs it
-(the tiles resized on a second thread while the global view is made) and with
-everything on one thread; vLLM's as float32
+(each resize pass shared with a second thread) and with everything on one
+thread; vLLM's as float32
 (`DeepseekOCRProcessor.tokenize_with_images` after DeepSeek's loader: open,
 EXIF transpose, convert to RGB). The images are document-sized and made in
 memory: A4 pages at 150 and 200 DPI as JPEG and PNG with text-like content,
@@ -110,12 +110,14 @@ def vllm_side(family: str, max_crops: int, tokenizer_dir: Path):
     return lambda data: processor.tokenize_with_images(PROMPT, [reference_decode(data)], cropping=True)
 
 
-# Ours twice: the default (tiles resized on a second thread) and all on one thread.
+# Ours twice: the default (resize passes shared with a second thread) and all on one thread.
 SIDES = {"ours": our_side, "ours 1 thread": our_single_thread_side, "vLLM": vllm_side}
 
 
-# The two C calls both sides must make identically: PIL's bicubic resize and its decoders.
-SHARED_WORK = {"PIL resize": "'resize' of 'ImagingCore'", "PIL decode": "'decode' of 'ImagingDecoder'"}
+# The work both sides must do with the same result: the bicubic resizes (PIL's
+# on vLLM's side; ours, equal to them bit for bit, in `resize_all`) and PIL's
+# decoders.
+SHARED_WORK = ("bicubic resizes", "PIL decode")
 
 
 def time_breakdown(process, samples: list[Sample]) -> dict[str, float]:
@@ -125,10 +127,19 @@ def time_breakdown(process, samples: list[Sample]) -> dict[str, float]:
     for sample in samples:
         process(sample.data)
     profiler.disable()
-    entries = pstats.Stats(profiler).stats.items()  # (file, line, name) -> (.., .., own seconds, ..)
-    seconds = {kind: sum(e[2] for key, e in entries if marker in key[2]) for kind, marker in SHARED_WORK.items()}
-    seconds["all"] = sum(e[2] for _, e in entries)
-    return seconds
+    # (file, line, name) -> (calls, calls, own seconds, cumulative seconds, {caller: (.., .., .., cumulative)})
+    entries = pstats.Stats(profiler).stats
+
+    def keys(file: str, name: str) -> list:
+        return [key for key in entries if key[0].endswith(file) and key[2] == name]
+
+    ours, pil = keys("resample.py", "resize_all"), keys(f"PIL{os.sep}Image.py", "resize")
+    pil_within_ours = sum(entries[key][4].get(caller, (0, 0, 0, 0))[3] for key in pil for caller in ours)
+    return {
+        "bicubic resizes": sum(entries[key][3] for key in ours + pil) - pil_within_ours,
+        "PIL decode": sum(entry[2] for key, entry in entries.items() if "'decode' of 'ImagingDecoder'" in key[2]),
+        "all": sum(entry[2] for entry in entries.values()),
+    }
 
 
 # Replies start with this, so that anything a library prints to stdout is skipped.

@@ -98,7 +98,7 @@ def test_views_have_the_shapes_the_spatial_crop_says(width, height, mode):
 @settings(max_examples=25, deadline=None)
 @given(width=small_sides, height=small_sides, mode=modes(), seed=st.integers(0, 2**32 - 1))
 def test_views_made_on_one_thread_equal_the_threaded_ones(width, height, mode, seed):
-    """The parity tests run the default (tiles on a worker thread); this pins the other path to it."""
+    """The parity tests run the default (resize passes shared with a worker thread); this pins the other path to it."""
     pixels = np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
     image = Image.fromarray(pixels)
     threaded, single = image_views(image, mode), image_views(image, mode, parallel=False)

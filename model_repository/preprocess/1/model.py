@@ -24,7 +24,7 @@ from dsocr import contract, envs
 from dsocr import triton_tensors as tt
 from dsocr.engine_config import load_engine_args
 from dsocr.families import family_of
-from dsocr.preprocessing import DecodeLimits, preprocess_request, resolution_mode
+from dsocr.preprocessing import DecodeLimits, preprocess_request, resolution_mode, warm_up
 from dsocr.settings import parse_settings
 
 ENGINE_CONFIG = Path(__file__).parents[2] / "vllm_model" / "1" / "engine.json"
@@ -39,6 +39,7 @@ class TritonPythonModel:
             max_bytes=int(envs.get("DSOCR_MAX_IMAGE_BYTES")),
             max_pixels=int(envs.get("DSOCR_MAX_IMAGE_PIXELS")),
         )
+        warm_up()  # the first request must not wait for the resize passes to compile
 
     def execute(self, requests):
         return [self._process(request) for request in requests]

@@ -10,8 +10,9 @@ import numpy as np
 from PIL import Image
 
 from .decode import DecodeLimits, decode_image
-from .modes import ResolutionMode
+from .modes import ResolutionMode, resolution_mode
 from .prompt import check_placeholders
+from .resample import resize_all
 from .tiles import has_tiles, image_token_count, spatial_crop
 from .views import global_view, no_tiles, tile_views
 
@@ -35,32 +36,29 @@ class PreprocessedImage:
     image_size: tuple[int, int]
 
 
-# Where the tiles are resized while the calling thread makes the global view.
-# PIL releases the GIL while it resizes, so the two resizes (three quarters of
-# an image's work, in near-equal parts) run on two cores at once when a second
-# core is free; under full load they only take turns, costing no extra work.
-# Shared by all callers; a second worker lets two callers' images overlap too.
-_TILE_WORKERS = ThreadPoolExecutor(max_workers=2, thread_name_prefix="dsocr-tiles")
+# Where half the rows of each resize pass are computed while the calling
+# thread does the other half. The passes release the GIL, so they run on two
+# cores at once when a second core is free; under full load they only take
+# turns, costing no extra work. Shared by all callers.
+_RESIZE_WORKERS = ThreadPoolExecutor(max_workers=2, thread_name_prefix="dsocr-resize")
 
 
 def image_views(image: Image.Image, mode: ResolutionMode, *, parallel: bool = True) -> PreprocessedImage:
     """The views of an already decoded RGB image (see `decode_image`).
 
-    parallel: resize the tiles on a worker thread while this one makes the
-    global view (same pixels either way; False keeps all work on this thread).
+    parallel: share each resize pass with a worker thread (same pixels either
+    way; False keeps all work on this thread).
     """
     width, height = image.size
     crop = spatial_crop(width, height, mode)
-    if not has_tiles(crop):
-        tiles = no_tiles(mode.tile_size)
-        view = global_view(image, mode)
-    elif parallel:
-        pending = _TILE_WORKERS.submit(tile_views, image, crop, mode.tile_size)
-        view = global_view(image, mode)
-        tiles = pending.result()
+    view, view_resize = global_view(image.size, mode)
+    resizes = [view_resize] if view_resize else []
+    if has_tiles(crop):
+        tiles, tile_resize = tile_views(crop, mode.tile_size)
+        resizes.append(tile_resize)
     else:
-        tiles = tile_views(image, crop, mode.tile_size)
-        view = global_view(image, mode)
+        tiles = no_tiles(mode.tile_size)
+    resize_all(image, resizes, _RESIZE_WORKERS if parallel else None)
     return PreprocessedImage(
         global_view=view,
         tiles=tiles,
@@ -68,6 +66,18 @@ def image_views(image: Image.Image, mode: ResolutionMode, *, parallel: bool = Tr
         num_image_tokens=image_token_count(mode, crop),
         image_size=(width, height),
     )
+
+
+def warm_up() -> None:
+    """Compile the resize passes before the first request needs them.
+
+    They are compiled on first use (seconds), then cached on disk; this makes
+    every kind of pass once on a small image: a padded global view with
+    tiles, and a stretched one.
+    """
+    page = Image.new("RGB", (1300, 1000), "white")
+    for mode in (resolution_mode("ocr", "gundam"), resolution_mode("ocr", "small")):
+        image_views(page, mode)
 
 
 def preprocess_image(
