@@ -1,6 +1,10 @@
-"""The engine fixture: one in-process vLLM engine per family and test module,
-on the tiny model, with the engine arguments the service uses for images
+"""The engine fixture: one vLLM engine per family and test module, on the
+tiny model, with the engine arguments the service uses for images
 (`dsocr.vllm_plugin.ENGINE_ARGS`) and the settings that work on a small CPU.
+
+The engine core runs in a spawned process, as in the service: this test
+process imports numba (the resize passes), and vLLM's worker start-up, which
+scans every loaded module's namespace, fails on llvmlite's objects there.
 """
 
 from __future__ import annotations
@@ -20,17 +24,14 @@ def engine(request):
     """(family, vllm.LLM) for each family in turn; one engine alive at a time."""
     family = request.param
     model_dir = build_tiny_model(paths.tiny_model_dir(family), family)
-    # The CPU worker replaces torch.set_num_threads in its process (here, the
-    # test process): put it back afterwards.
-    set_num_threads, num_threads = torch.set_num_threads, torch.get_num_threads()
     with pytest.MonkeyPatch.context() as env:
-        # In-process engine core: no spawned processes, ~30 s less start-up on 2 cores.
-        env.setenv("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+        env.setenv("VLLM_ENABLE_V1_MULTIPROCESSING", "1")
+        env.setenv("VLLM_WORKER_MULTIPROC_METHOD", "spawn")  # a fork would inherit numba
         env.setenv("VLLM_CPU_KVCACHE_SPACE", "1")  # GiB; the default takes a share of host memory
-        # Thread binding would pin this whole test process to one core, and
-        # without OMP_NUM_THREADS vLLM cuts torch to a single thread.
+        # Thread binding would pin the engine to one core, and without
+        # OMP_NUM_THREADS vLLM cuts torch to a single thread.
         env.setenv("VLLM_CPU_OMP_THREADS_BIND", "nobind")
-        env.setenv("OMP_NUM_THREADS", str(num_threads))
+        env.setenv("OMP_NUM_THREADS", str(torch.get_num_threads()))
         from vllm import LLM
         from vllm.distributed.parallel_state import cleanup_dist_env_and_memory
 
@@ -51,5 +52,3 @@ def engine(request):
             del llm
             gc.collect()
             cleanup_dist_env_and_memory()
-            torch.set_num_threads = set_num_threads
-            torch.set_num_threads(num_threads)
