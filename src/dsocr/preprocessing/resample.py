@@ -115,10 +115,11 @@ def resize_all(image: Image.Image, resizes: Sequence[Resize], workers: Executor 
     for all of them. workers: where half of each pass's rows are computed
     while the calling thread does the other half (same pixels either way).
     """
-    pixels = _rgbx_pixels(image)
+    fast = [_fast_path_applies(image.size, resize.size) for resize in resizes]
+    pixels = _rgbx_pixels(image) if any(fast) else None
     plans = []
-    for resize in resizes:
-        if pixels is not None and _fast_path_applies(image.size, resize.size):
+    for resize, is_fast in zip(resizes, fast):
+        if is_fast and pixels is not None:
             plans.append(_Plan(image.size, resize))
         else:
             _copy_resized(image.resize(resize.size, _BICUBIC), resize.grid)
