@@ -95,7 +95,7 @@ def pil_resizes_horizontally_first(size: tuple[int, int], out_size: tuple[int, i
     return not (height - out_height > 0 and height - out_height > (width - out_width) * 2)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # an array field has no single truth value to compare by
 class Resize:
     """One `image.resize(size, BICUBIC)` and where its pixels go.
 
@@ -131,7 +131,14 @@ def resize_all(image: Image.Image, resizes: Sequence[Resize], workers: Executor 
     begin, end = min(plan.top for plan in plans), max(plan.bottom for plan in plans)
     _split(workers, begin, end, lambda start, stop: kernels.horizontal_passes(pixels, passes, start, stop))
     for plan in plans:
-        _split(workers, 0, plan.first_rows.shape[0], plan.vertical_pass)
+        _split(
+            workers,
+            0,
+            plan.first_rows.shape[0],
+            lambda start, stop: kernels.vertical_pass(
+                plan.intermediate, plan.first_rows, plan.row_weights, plan.grid, start, stop
+            ),
+        )
 
 
 class _Plan:
@@ -147,11 +154,6 @@ class _Plan:
         self.first_rows = first_rows - self.top
         self.intermediate = np.empty((self.bottom - self.top, out_width), np.uint32)
         self.grid = resize.grid
-
-    def vertical_pass(self, start: int, stop: int) -> None:
-        from . import resample_kernels as kernels
-
-        kernels.vertical_pass(self.intermediate, self.first_rows, self.row_weights, self.grid, start, stop)
 
 
 def _split(workers: Executor | None, begin: int, end: int, work: Callable[[int, int], None]) -> None:
