@@ -22,10 +22,17 @@ GENERATION_PATHS = frozenset({"/v1/chat/completions"})
 
 
 def image_fetcher(settings: Settings) -> ImageFetcher:
-    policy = ImageURLPolicy(enabled=settings.image_urls_enabled, hosts=settings.image_url_hosts,
-                            allow_private=settings.image_url_allow_private)
-    return ImageFetcher(policy, max_bytes=settings.max_image_bytes, timeout_s=settings.image_url_timeout_s,
-                        max_redirects=settings.image_url_max_redirects)
+    policy = ImageURLPolicy(
+        enabled=settings.image_urls_enabled,
+        hosts=settings.image_url_hosts,
+        allow_private=settings.image_url_allow_private,
+    )
+    return ImageFetcher(
+        policy,
+        max_bytes=settings.max_image_bytes,
+        timeout_s=settings.image_url_timeout_s,
+        max_redirects=settings.image_url_max_redirects,
+    )
 
 
 def middlewares(settings: Settings) -> list[Middleware]:

@@ -19,30 +19,33 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
 
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from openai_frontend.engine import Delta
+from dsocr.triton.client import Delta
 from openai_frontend.errors import OpenAIError
 from openai_frontend.schemas import (
     ChatCompletion,
     ChatCompletionChunk,
     Choice,
+    ChoiceDelta,
     ChunkChoice,
     ResponseMessage,
     Usage,
 )
-from openai_frontend.schemas import Delta as DeltaMessage
 
 log = logging.getLogger(__name__)
 
 
 def usage_of(delta: Delta) -> Usage:
-    return Usage(prompt_tokens=delta.prompt_tokens, completion_tokens=delta.completion_tokens,
-                 total_tokens=delta.prompt_tokens + delta.completion_tokens)
+    return Usage(
+        prompt_tokens=delta.prompt_tokens,
+        completion_tokens=delta.completion_tokens,
+        total_tokens=delta.prompt_tokens + delta.completion_tokens,
+    )
 
 
 @dataclass(frozen=True)
@@ -58,8 +61,12 @@ class Completion:
         async for delta in deltas:
             text.append(delta.text)
             last = delta
+        if last is None:  # engines end with a finish reason or raise; never silently
+            raise OpenAIError("the model server sent no response", code="model_error")
         return ChatCompletion(
-            id=self.id, created=self.created, model=self.model,
+            id=self.id,
+            created=self.created,
+            model=self.model,
             choices=[Choice(message=ResponseMessage(content="".join(text)), finish_reason=last.finish_reason)],
             usage=usage_of(last),
         )
@@ -78,17 +85,28 @@ def event(payload: ChatCompletionChunk | OpenAIError | str) -> str:
     return f"data: {data}\n\n"
 
 
-async def sse_events(completion: Completion, first: Delta, rest: AsyncIterator[Delta],
-                     include_usage: bool) -> AsyncIterator[str]:
+async def sse_events(
+    completion: Completion, first: Delta, rest: AsyncGenerator[Delta, None], include_usage: bool
+) -> AsyncGenerator[str, None]:
     """The stream's events; `first` is already read (see the chat router), `rest` is closed at the end."""
     last = first
     try:
-        yield event(completion.chunk([ChunkChoice(delta=DeltaMessage(role="assistant", content=first.text),
-                                                  finish_reason=first.finish_reason)]))
+        yield event(
+            completion.chunk(
+                [
+                    ChunkChoice(
+                        delta=ChoiceDelta(role="assistant", content=first.text), finish_reason=first.finish_reason
+                    )
+                ]
+            )
+        )
         async for delta in rest:
             last = delta
-            yield event(completion.chunk([ChunkChoice(delta=DeltaMessage(content=delta.text),
-                                                      finish_reason=delta.finish_reason)]))
+            yield event(
+                completion.chunk(
+                    [ChunkChoice(delta=ChoiceDelta(content=delta.text), finish_reason=delta.finish_reason)]
+                )
+            )
         if include_usage:
             yield event(completion.chunk([], usage=usage_of(last)))
     except OpenAIError as exc:
@@ -111,12 +129,13 @@ class EventStreamResponse(StreamingResponse):
 
     media_type = "text/event-stream"
 
-    def __init__(self, events: AsyncIterator[str]):
+    def __init__(self, events: AsyncGenerator[str, None]):
         # no-cache: nothing in between keeps or buffers the stream.
         super().__init__(events, headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        self._events = events
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             await super().__call__(scope, receive, send)
         finally:
-            await self.body_iterator.aclose()
+            await self._events.aclose()

@@ -47,6 +47,6 @@ async def unless_disconnected(request: Request, work: Awaitable[T]) -> T:
     raise ClientDisconnected()
 
 
-async def client_disconnected(_: Request, __: ClientDisconnected) -> Response:
+async def client_disconnected(_: Request, __: Exception) -> Response:
     """Nobody reads this answer; it is for the access log."""
     return Response(status_code=CLIENT_CLOSED_REQUEST)

@@ -16,31 +16,27 @@ now and then keeps an ensemble request whose stream was cancelled while its
 responses were under way, and with it the ensemble, until its shutdown
 gives up waiting.
 
-One gRPC stream per request. The ensemble takes the raw image bytes (never
-base64), the prompt and a JSON of dsocr.settings, all as UINT8 tensors.
+One gRPC stream per request; what travels on it is `dsocr.triton.client`'s.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import uuid
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from collections.abc import AsyncGenerator
 from typing import Protocol
 
 import grpc
-import numpy as np
 import tritonclient.grpc.aio as grpcclient
 from tritonclient.utils import InferenceServerException
 
-from dsocr.model_errors import ENGINE_DEAD, SERVER_FAULT
+from dsocr.triton import client
+from dsocr.triton.client import Delta
+from dsocr.triton.contract import ENSEMBLE
+from dsocr.triton.errors import ENGINE_DEAD, SERVER_FAULT
 from openai_frontend.errors import BadRequest, OpenAIError, Unavailable
 
-ENSEMBLE = "deepseek_ocr"
-# Takes CANCEL requests naming a request id (model_repository/vllm_model).
-VLLM_MODEL = "vllm_model"
 CANCEL_TIMEOUT_S = 5.0
 END_OF_STREAM_TIMEOUT_S = 5.0
 # A cancelled request's stream ends once its generation is aborted, or at
@@ -53,18 +49,10 @@ log = logging.getLogger(__name__)
 READY_TIMEOUT_S = 2.0
 
 
-@dataclass(frozen=True)
-class Delta:
-    text: str
-    finish_reason: str | None
-    prompt_tokens: int
-    completion_tokens: int
-
-
 class Engine(Protocol):
     async def ready(self) -> bool: ...
 
-    def generate(self, image: bytes, prompt: str, parameters: dict) -> AsyncIterator[Delta]: ...
+    def generate(self, image: bytes, prompt: str, parameters: dict) -> AsyncGenerator[Delta, None]: ...
 
     async def close(self) -> None: ...
 
@@ -110,24 +98,6 @@ def transport_error(exc: grpc.aio.AioRpcError | InferenceServerException) -> Ope
     return OpenAIError(f"the model server failed: {details}", code="model_error")
 
 
-def _uint8(name: str, data: bytes) -> grpcclient.InferInput:
-    tensor = grpcclient.InferInput(name, [len(data)], "UINT8")
-    tensor.set_data_from_numpy(np.frombuffer(data, dtype=np.uint8))
-    return tensor
-
-
-def _delta(results: list[grpcclient.InferResult]) -> Delta:
-    """One delta of consecutive responses: their text, the last one's counts and finish reason."""
-    last = results[-1]
-    finish = last.as_numpy("FINISH_REASON").tobytes().decode()
-    return Delta(
-        text="".join(result.as_numpy("TEXT").tobytes().decode("utf-8") for result in results),
-        finish_reason=finish or None,
-        prompt_tokens=int(last.as_numpy("PROMPT_TOKENS")[0]),
-        completion_tokens=int(last.as_numpy("COMPLETION_TOKENS")[0]),
-    )
-
-
 _END = object()
 
 
@@ -161,7 +131,7 @@ class _Responses:
 
         Raises the API's error for a streamed error or a broken stream.
         """
-        results = []
+        results: list[grpcclient.InferResult] = []
         item, self._held = self._held or await self._queue.get(), None
         while True:
             if item is _END or isinstance(item, Exception) or item[1] is not None:
@@ -197,28 +167,21 @@ class TritonEngine:
 
     async def ready(self) -> bool:
         try:
-            return (await self._client.is_server_ready(client_timeout=READY_TIMEOUT_S)
-                    and await self._client.is_model_ready(ENSEMBLE, client_timeout=READY_TIMEOUT_S))
+            return await self._client.is_server_ready(
+                client_timeout=READY_TIMEOUT_S
+            ) and await self._client.is_model_ready(ENSEMBLE, client_timeout=READY_TIMEOUT_S)
         except Exception as exc:  # unreachable, timed out, refused: not ready, whatever the way
             log.debug("readiness probe failed: %r", exc)
             return False
 
-    async def generate(self, image: bytes, prompt: str, parameters: dict) -> AsyncIterator[Delta]:
-        inputs = [
-            _uint8("IMAGE", image),
-            _uint8("PROMPT", prompt.encode("utf-8")),
-            _uint8("PARAMETERS", json.dumps(parameters).encode("utf-8")),
-        ]
+    async def generate(self, image: bytes, prompt: str, parameters: dict) -> AsyncGenerator[Delta, None]:
         request_id = uuid.uuid4().hex
-
-        async def one_request():
-            yield {"model_name": ENSEMBLE, "inputs": inputs, "request_id": request_id}
-
-        responses = _Responses(self._client.stream_infer(one_request()))
+        request = client.ensemble_request(image, prompt, parameters, request_id)
+        responses = _Responses(self._client.stream_infer(client.one_request(request)))
         running = True  # in Triton, as far as this side knows
         try:
             while results := await responses.results():
-                delta = _delta(results)
+                delta = client.delta(results)
                 if delta.finish_reason:
                     running = False
                     # Closed by Triton within a millisecond; before the last
@@ -247,12 +210,9 @@ class TritonEngine:
     async def _stop(self, responses: _Responses, request_id: str) -> None:
         """Stop the generation of `request_id`, then let its stream end (best effort, bounded)."""
 
-        async def one_request():
-            yield {"model_name": VLLM_MODEL, "inputs": [_uint8("CANCEL", request_id.encode())]}
-
         try:
             async with asyncio.timeout(CANCEL_TIMEOUT_S):
-                async for _ in self._client.stream_infer(one_request()):
+                async for _ in self._client.stream_infer(client.one_request(client.cancel_request(request_id))):
                     break  # the model answers once, when it has aborted the generation
         except Exception as exc:  # the client is gone already; nobody to tell
             log.warning("could not cancel request %s in Triton: %r", request_id, exc)

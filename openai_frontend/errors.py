@@ -104,8 +104,9 @@ def validation_error(exc: RequestValidationError) -> BadRequest:
         return BadRequest("the request body is not valid JSON", code="invalid_json")
     param = request_path(first.get("loc", ())) or None
     if first.get("type") == "extra_forbidden":
-        return BadRequest(f"{param}: this server does not support this parameter", param=param,
-                          code="unsupported_parameter")
+        return BadRequest(
+            f"{param}: this server does not support this parameter", param=param, code="unsupported_parameter"
+        )
     message = f"{param + ': ' if param else ''}{first.get('msg', 'invalid request')}"
     return BadRequest(message, param=param, code="invalid_value")
 

@@ -31,14 +31,17 @@ Resolver = Callable[[str, int], Awaitable[list[str]]]
 
 async def system_resolver(host: str, port: int) -> list[str]:
     infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    return [info[4][0] for info in infos]
+    return [str(info[4][0]) for info in infos]
 
 
 # IPv6 ranges that carry an IPv4 address a gateway may forward to: NAT64
 # (RFC 6052's well-known prefix, RFC 8215's local one) and the deprecated
 # IPv4-compatible addresses. 6to4 and Teredo addresses have their own accessors.
-_IPV4_IN_LOW_BITS = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"),
-                     ipaddress.ip_network("::/96"))
+_IPV4_IN_LOW_BITS = (
+    ipaddress.ip_network("64:ff9b::/96"),
+    ipaddress.ip_network("64:ff9b:1::/48"),
+    ipaddress.ip_network("::/96"),
+)
 
 
 def _embedded_ipv4(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
@@ -54,6 +57,7 @@ def _embedded_ipv4(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
 def is_public(address: str) -> bool:
     """Whether `address`, and any IPv4 address it carries, is a public unicast address."""
     ip = ipaddress.ip_address(address.split("%")[0])  # drop an IPv6 zone ("fe80::1%eth0")
+    reached: list[ipaddress.IPv4Address | ipaddress.IPv6Address]
     if isinstance(ip, ipaddress.IPv4Address):
         reached = [ip]
     elif ip.ipv4_mapped:  # the IPv4 address itself, on an IPv6 socket
@@ -73,13 +77,19 @@ class ImageURLPolicy:
 
     def check_url(self, url: httpx.URL, param: str) -> None:
         if not self.enabled:
-            raise BadRequest("image URLs are disabled on this server; send the image as a base64 data URL",
-                             param=param, code="image_url_disabled")
+            raise BadRequest(
+                "image URLs are disabled on this server; send the image as a base64 data URL",
+                param=param,
+                code="image_url_disabled",
+            )
         if url.scheme not in ("http", "https") or not url.host:
             raise BadRequest("image URLs must be http(s) URLs with a host", param=param, code="invalid_image_url")
         if self.hosts and not any(_host_matches(url.host, pattern) for pattern in self.hosts):
-            raise BadRequest(f"image URLs from host {url.host!r} are not allowed on this server", param=param,
-                             code="image_url_host_not_allowed")
+            raise BadRequest(
+                f"image URLs from host {url.host!r} are not allowed on this server",
+                param=param,
+                code="image_url_host_not_allowed",
+            )
 
     def check_addresses(self, host: str, addresses: list[str], param: str) -> None:
         if not addresses:
@@ -88,7 +98,10 @@ class ImageURLPolicy:
         if refused and not self.allow_private:
             raise BadRequest(
                 f"image URL host {host!r} resolves to a private, loopback or link-local address ({refused[0]}); "
-                "such addresses are not fetched", param=param, code="image_url_private_address")
+                "such addresses are not fetched",
+                param=param,
+                code="image_url_private_address",
+            )
 
 
 def _host_matches(host: str, pattern: str) -> bool:
@@ -99,8 +112,15 @@ def _host_matches(host: str, pattern: str) -> bool:
 
 
 class ImageFetcher:
-    def __init__(self, policy: ImageURLPolicy, max_bytes: int, timeout_s: float, max_redirects: int = 0,
-                 resolver: Resolver = system_resolver, transport: httpx.AsyncBaseTransport | None = None):
+    def __init__(
+        self,
+        policy: ImageURLPolicy,
+        max_bytes: int,
+        timeout_s: float,
+        max_redirects: int = 0,
+        resolver: Resolver = system_resolver,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ):
         self.policy = policy
         self.max_bytes = max_bytes
         self.timeout_s = timeout_s
@@ -111,7 +131,10 @@ class ImageFetcher:
             # kept-alive connections: pooled by address, a connection set up
             # (and its certificate checked) for one host would carry another
             # host's request to the same address.
-            transport=transport, trust_env=False, follow_redirects=False, timeout=None,
+            transport=transport,
+            trust_env=False,
+            follow_redirects=False,
+            timeout=None,
             limits=httpx.Limits(max_keepalive_connections=0),
             headers={"Accept": "image/*", "Accept-Encoding": "identity"},
         )
@@ -125,11 +148,13 @@ class ImageFetcher:
             async with asyncio.timeout(self.timeout_s):
                 return await self._follow(target, param)
         except TimeoutError as exc:
-            raise BadRequest(f"fetching the image URL timed out after {self.timeout_s:g} s", param=param,
-                             code="image_url_timeout") from exc
+            raise BadRequest(
+                f"fetching the image URL timed out after {self.timeout_s:g} s", param=param, code="image_url_timeout"
+            ) from exc
         except httpx.HTTPError as exc:
-            raise BadRequest(f"fetching the image URL failed: {exc or type(exc).__name__}", param=param,
-                             code="image_url_unreachable") from exc
+            raise BadRequest(
+                f"fetching the image URL failed: {exc or type(exc).__name__}", param=param, code="image_url_unreachable"
+            ) from exc
 
     async def _follow(self, url: httpx.URL, param: str) -> bytes:
         for _ in range(self.max_redirects + 1):
@@ -141,23 +166,28 @@ class ImageFetcher:
                 url = url.join(response.headers["location"])
             finally:
                 await response.aclose()
-        raise BadRequest(f"the image URL redirects; this server follows {self.max_redirects} redirect(s) at most",
-                         param=param, code="image_url_redirect")
+        raise BadRequest(
+            f"the image URL redirects; this server follows {self.max_redirects} redirect(s) at most",
+            param=param,
+            code="image_url_redirect",
+        )
 
     async def _pinned_request(self, url: httpx.URL, param: str) -> httpx.Request:
         port = url.port or (443 if url.scheme == "https" else 80)
         addresses = await self._resolve(url.host, port)
         self.policy.check_addresses(url.host, addresses, param)
         return self._client.build_request(
-            "GET", url.copy_with(host=addresses[0]),
+            "GET",
+            url.copy_with(host=addresses[0]),
             headers={"Host": url.netloc.decode("ascii")},
             extensions={"sni_hostname": url.host},
         )
 
     async def _body(self, response: httpx.Response, param: str) -> bytes:
         if response.status_code != 200:
-            raise BadRequest(f"fetching the image URL failed: HTTP {response.status_code}", param=param,
-                             code="image_url_http_status")
+            raise BadRequest(
+                f"fetching the image URL failed: HTTP {response.status_code}", param=param, code="image_url_http_status"
+            )
         declared = response.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > self.max_bytes:
             raise self._too_large(param)
@@ -170,8 +200,9 @@ class ImageFetcher:
         return b"".join(chunks)
 
     def _too_large(self, param: str) -> BadRequest:
-        return BadRequest(f"the image at the URL is larger than {self.max_bytes} bytes", param=param,
-                          code="image_too_large")
+        return BadRequest(
+            f"the image at the URL is larger than {self.max_bytes} bytes", param=param, code="image_too_large"
+        )
 
     async def close(self) -> None:
         await self._client.aclose()

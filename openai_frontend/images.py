@@ -25,8 +25,11 @@ def decoded_size(encoded: str) -> int:
 def decode_data_url(source: ImageSource, max_bytes: int) -> bytes:
     match = _DATA_URL.match(source.url)
     if not match:
-        raise BadRequest("image data URLs must be base64: data:image/<type>;base64,<data>", param=source.param,
-                         code="invalid_image_url")
+        raise BadRequest(
+            "image data URLs must be base64: data:image/<type>;base64,<data>",
+            param=source.param,
+            code="invalid_image_url",
+        )
     encoded = match["data"]
     # Checked on the encoded length, before decoding allocates the image.
     if decoded_size(encoded) > max_bytes:
@@ -34,8 +37,9 @@ def decode_data_url(source: ImageSource, max_bytes: int) -> bytes:
     try:
         data = base64.b64decode(encoded, validate=True)
     except (binascii.Error, ValueError) as exc:
-        raise BadRequest(f"the image data URL is not valid base64: {exc}", param=source.param,
-                         code="invalid_image_url") from exc
+        raise BadRequest(
+            f"the image data URL is not valid base64: {exc}", param=source.param, code="invalid_image_url"
+        ) from exc
     return data
 
 

@@ -50,8 +50,9 @@ def to_ocr_request(request: ChatCompletionRequest) -> OCRRequest:
             elif part.text.strip():
                 texts.append(_instruction(part.text, param))
     if len(images) != 1:
-        raise BadRequest(f"exactly one image is required per request, got {len(images)}", param="messages",
-                         code="image_count")
+        raise BadRequest(
+            f"exactly one image is required per request, got {len(images)}", param="messages", code="image_count"
+        )
     instruction = "\n".join(texts) or DEFAULT_PROMPT
     return OCRRequest(image=images[0], prompt=f"{IMAGE_PLACEHOLDER}\n{instruction}")
 
@@ -61,8 +62,9 @@ def _image_source(role: str, part: ImagePart, param: str) -> ImageSource:
         raise BadRequest("images belong in user messages", param=param)
     url = part.image_url.url
     if not url.startswith(("data:", "http://", "https://")):
-        raise BadRequest("image_url must be a data: URL or an http(s) URL", param=f"{param}.image_url.url",
-                         code="invalid_image_url")
+        raise BadRequest(
+            "image_url must be a data: URL or an http(s) URL", param=f"{param}.image_url.url", code="invalid_image_url"
+        )
     return ImageSource(url=url, param=f"{param}.image_url.url")
 
 
@@ -70,6 +72,9 @@ def _instruction(text: str, param: str) -> str:
     # The placeholder is where the image's tokens go: text carrying one would
     # make the prompt's image count disagree with the images sent.
     if IMAGE_PLACEHOLDER in text:
-        raise BadRequest(f"text must not contain {IMAGE_PLACEHOLDER}; send the image as an image_url part",
-                         param=param, code="invalid_prompt")
+        raise BadRequest(
+            f"text must not contain {IMAGE_PLACEHOLDER}; send the image as an image_url part",
+            param=param,
+            code="invalid_prompt",
+        )
     return text.strip()

@@ -51,8 +51,10 @@ class ConcurrencyLimit:
         if scope["type"] != "http" or scope["path"] not in self.paths:
             return await self.app(scope, receive, send)
         if self.in_flight >= self.limit:
-            error = RateLimited(f"the server is at its limit of {self.limit} requests in flight; retry shortly",
-                                retry_after_s=RETRY_AFTER_S)
+            error = RateLimited(
+                f"the server is at its limit of {self.limit} requests in flight; retry shortly",
+                retry_after_s=RETRY_AFTER_S,
+            )
             return await error.response()(scope, receive, send)
         self.in_flight += 1
         try:

@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
-from openai_frontend.engine import Delta, Engine, TritonEngine
+from dsocr.triton.client import Delta
+from openai_frontend.engine import Engine, TritonEngine
 from openai_frontend.errors import Unavailable
 
 PROBE_INTERVAL_S = 2.0
@@ -45,7 +46,7 @@ class TritonPool:
         await self._probe()
         return any(self._ready)
 
-    async def generate(self, image: bytes, prompt: str, parameters: dict) -> AsyncIterator[Delta]:
+    async def generate(self, image: bytes, prompt: str, parameters: dict) -> AsyncGenerator[Delta, None]:
         tried: set[int] = set()
         while True:
             index = self._pick(tried)

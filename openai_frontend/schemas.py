@@ -2,16 +2,26 @@
 
 Extensions, sent as extra body fields (the OpenAI SDK's `extra_body`):
 `resolution_mode`, `max_crops`, `ngram_size`, `window_size`,
-`skip_special_tokens`, `ignore_eos` (see dsocr.settings).
+`skip_special_tokens`, `ignore_eos` (see dsocr.parameters). Every bound of a
+model parameter is dsocr.parameters', every mode name dsocr.families'.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from dsocr.settings import MAX_NGRAM_TOKENS
+from dsocr.families import ModeName
+from dsocr.parameters import BOUNDS
+
+
+def bounded(name: str) -> Any:
+    """An optional field (None: not set) with the bounds dsocr.parameters declares for `name`."""
+    bound = BOUNDS[name]
+    if bound.low_exclusive:
+        return Field(default=None, gt=bound.low, le=bound.high)
+    return Field(default=None, ge=bound.low, le=bound.high)
 
 
 class ImageURL(BaseModel):
@@ -56,26 +66,26 @@ class ChatCompletionRequest(BaseModel):
 
     messages: list[Message] = Field(min_length=1)
     model: str
-    max_completion_tokens: int | None = Field(default=None, ge=1)
-    max_tokens: int | None = Field(default=None, ge=1)
+    max_completion_tokens: int | None = bounded("max_tokens")
+    max_tokens: int | None = bounded("max_tokens")
     n: int | None = Field(default=None, ge=1, le=1)
-    seed: int | None = Field(default=None, ge=-(2**63), le=2**64 - 1)  # the sampler's 64-bit seed
+    seed: int | None = bounded("seed")
     stop: str | list[str] | None = None
     stream: bool = False
     stream_options: StreamOptions | None = None
-    temperature: float | None = Field(default=None, ge=0, le=2)
-    top_p: float | None = Field(default=None, gt=0, le=1)
+    temperature: float | None = bounded("temperature")
+    top_p: float | None = bounded("top_p")
     user: str | None = None
     # Extensions
-    resolution_mode: Literal["tiny", "small", "base", "large", "gundam"] | None = None
-    max_crops: int | None = Field(default=None, ge=2, le=9)
-    ngram_size: int | None = Field(default=None, ge=0, le=MAX_NGRAM_TOKENS)
-    window_size: int | None = Field(default=None, ge=1, le=MAX_NGRAM_TOKENS)
+    resolution_mode: ModeName | None = None
+    max_crops: int | None = bounded("max_crops")
+    ngram_size: int | None = bounded("ngram_size")
+    window_size: int | None = bounded("window_size")
     skip_special_tokens: bool | None = None
     ignore_eos: bool | None = None
 
     def parameters(self) -> dict:
-        """The ensemble's PARAMETERS JSON (dsocr.settings)."""
+        """The ensemble's PARAMETERS JSON (dsocr.parameters)."""
         settings = {
             "max_tokens": self.max_completion_tokens or self.max_tokens,
             "temperature": self.temperature,
@@ -123,7 +133,7 @@ def _omitted_when_none(**kwargs):
     return Field(None, exclude_if=lambda value: value is None, **kwargs)
 
 
-class Delta(BaseModel):
+class ChoiceDelta(BaseModel):
     # Only the first chunk carries the role, as OpenAI's do.
     role: Literal["assistant"] | None = _omitted_when_none()
     content: str | None = _omitted_when_none()
@@ -131,7 +141,7 @@ class Delta(BaseModel):
 
 class ChunkChoice(BaseModel):
     index: int = 0
-    delta: Delta
+    delta: ChoiceDelta
     finish_reason: str | None = None
     logprobs: None = None
 

@@ -8,10 +8,12 @@ as dsocr.envs declares it.
 from __future__ import annotations
 
 import argparse
+from typing import cast
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from dsocr import envs
+from dsocr.engine_config import served_model
 from dsocr.families import Family, family_of
 
 # JSON around the image in a request: messages, parameters, the data URL's header.
@@ -25,6 +27,8 @@ def base64_size(size: int) -> int:
 def env(variable: str, default=None, **constraints):
     """A setting read from `variable`; its default is the one dsocr.envs declares."""
     declared = envs.DECLARED[variable].default
+    if declared is None and callable(default):
+        return Field(default_factory=default, json_schema_extra={"env": variable}, **constraints)
     return Field(declared if declared is not None else default, json_schema_extra={"env": variable}, **constraints)
 
 
@@ -36,7 +40,7 @@ class Settings(BaseModel):
     port: int = env("DSOCR_PORT", ge=0, le=65535)
     triton_grpc_url: str = env("DSOCR_TRITON_GRPC_URL")
     # What Triton serves; decides the model names the API answers to.
-    model: str = env("MODEL", default="deepseek-ai/DeepSeek-OCR")
+    model: str = env("MODEL", default=served_model)
     api_key: str | None = env("DSOCR_API_KEY")
     max_request_bytes: int | None = env("DSOCR_MAX_REQUEST_BYTES", ge=1)
     max_image_bytes: int = env("DSOCR_MAX_IMAGE_BYTES", ge=1)
@@ -87,7 +91,7 @@ class Settings(BaseModel):
 
 def variables() -> dict[str, str]:
     """setting -> the environment variable that sets it"""
-    return {name: field.json_schema_extra["env"] for name, field in Settings.model_fields.items()}
+    return {name: cast(dict, field.json_schema_extra)["env"] for name, field in Settings.model_fields.items()}
 
 
 def _env_values() -> dict[str, str]:
@@ -96,8 +100,9 @@ def _env_values() -> dict[str, str]:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m openai_frontend",
-                                     description="OpenAI-compatible API in front of Triton's deepseek_ocr ensemble")
+    parser = argparse.ArgumentParser(
+        prog="python -m openai_frontend", description="OpenAI-compatible API in front of Triton's deepseek_ocr ensemble"
+    )
     for name, variable in variables().items():
         flag = f"--{name.replace('_', '-')}"
         help = f"{envs.DECLARED[variable].meaning} (env {variable})"

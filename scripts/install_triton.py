@@ -36,9 +36,8 @@ def system_tritonserver() -> str | None:
     launcher = venv_dir() / "bin" / "tritonserver"
     for folder in os.environ.get("PATH", "").split(os.pathsep):
         candidate = Path(folder) / "tritonserver"
-        if candidate.is_file() and os.access(candidate, os.X_OK):
-            if candidate.resolve() != launcher.resolve():
-                return str(candidate)
+        if candidate.is_file() and os.access(candidate, os.X_OK) and candidate.resolve() != launcher.resolve():
+            return str(candidate)
     return None
 
 
@@ -58,12 +57,10 @@ def lay_out_python_backend(server_root: Path, backends: Path) -> None:
     version = f"{sys.version_info.major}.{sys.version_info.minor}"
     sources = {
         "libtriton_python.so": server_root / "backends/python/libtriton_python.so",
-        "triton_python_backend_utils.py": server_root
-        / "backends/python/triton_python_backend_utils.py",
+        "triton_python_backend_utils.py": server_root / "backends/python/triton_python_backend_utils.py",
         # The backend looks for the stub next to itself; the wheel keeps one
         # per Python version elsewhere.
-        "triton_python_backend_stub": server_root
-        / f"python_backend_stubs/{version}/triton_python_backend_stub",
+        "triton_python_backend_stub": server_root / f"python_backend_stubs/{version}/triton_python_backend_stub",
     }
     for name, source in sources.items():
         if not source.exists():

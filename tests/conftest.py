@@ -1,29 +1,43 @@
-"""Shared fixtures. The `service` fixture runs the real stack once per session:
+"""Shared fixtures and the test tiers.
+
+Tiers are folders: `unit/` (no server), `engine/` (the vLLM engine in-process),
+`server/` (a real tritonserver and frontend, with the engine), `gpu/` (the
+real weights on a GPU). Each test is marked with its folder's tier(s), so
+`-m "not engine"` runs the fast ones.
+
+The `service` fixture runs the real stack once per session:
 `python -m dsocr.serve` (tritonserver + vLLM on CPU with the tiny model, and
-the OpenAI frontend) on free ports. A failing test that used it gets the tail
-of the service log in its report.
+the OpenAI frontend) on free ports. A failing test gets the tail of every
+running service's log in its report.
 """
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 
-# Shared test helpers (tests/helpers.py) import as `helpers`.
-sys.path.insert(0, str(Path(__file__).parent))
-from helpers import SERVICES, Service, start_service, stop_service  # noqa: E402
+from tests.helpers import SERVICES, Service, start_service
+
+TESTS = Path(__file__).parent
+TIER_MARKERS = {
+    "engine": ("engine",),
+    "server": ("server", "engine"),
+    "gpu": ("gpu", "server", "engine"),
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        tier = item.path.relative_to(TESTS).parts[0]
+        for marker in TIER_MARKERS.get(tier, ()):
+            item.add_marker(marker)
 
 
 @pytest.fixture(scope="session")
 def service(tmp_path_factory) -> Service:
-    service = start_service(tmp_path_factory.mktemp("service") / "service.log")
-    try:
-        service.wait_ready()
+    with start_service(tmp_path_factory.mktemp("service") / "service.log") as service:
         yield service
-    finally:
-        stop_service(service)
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -1,30 +1,32 @@
-"""Helpers shared by the server-tier tests (importable: tests/ is on sys.path)."""
+"""Helpers shared by the tests: images, the real service and frontends as subprocesses, clients of them."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import http.server
 import io
-import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
-import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-import numpy as np
-import tritonclient.grpc as grpcclient
+import openai
 from PIL import Image, ImageDraw
 
 from dsocr import paths
+from dsocr.engine_config import engine_json, load_engine_args
 from dsocr.preprocessing import prompt_token_ids
+from dsocr.processes import free_port, free_ports, marked_environment, port_flags, processes_with_marker
 from dsocr.tiny_models import IMAGE_TOKEN
+from dsocr.triton import client as ensemble
+from dsocr.triton.contract import ready_path
 
 
 def page_png(text: str = "Invoice 42\nTotal: 17.50 EUR", size=(480, 360)) -> bytes:
@@ -35,30 +37,40 @@ def page_png(text: str = "Invoice 42\nTotal: 17.50 EUR", size=(480, 360)) -> byt
     return buffer.getvalue()
 
 
-def uint8_input(name: str, data: bytes) -> grpcclient.InferInput:
-    tensor = grpcclient.InferInput(name, [len(data)], "UINT8")
-    tensor.set_data_from_numpy(np.frombuffer(data, dtype=np.uint8))
-    return tensor
+def stream_ensemble(url: str, image: bytes, prompt: str, parameters: dict, request_id: str = "") -> list:
+    """Every response of one streamed ensemble request (a streamed error raises InferenceServerException)."""
+    return asyncio.run(ensemble.collect(url, ensemble.ensemble_request(image, prompt, parameters, request_id)))
 
 
-def stream_ensemble(url: str, image: bytes, prompt: str, settings: dict, request_id: str = "") -> list:
-    """Every response of one streamed ensemble request (an error raises)."""
-    responses, errors = [], []
-    client = grpcclient.InferenceServerClient(url)
-    client.start_stream(callback=lambda result, error: (errors if error else responses).append(error or result))
-    try:
-        client.async_stream_infer(
-            "deepseek_ocr",
-            [uint8_input("IMAGE", image), uint8_input("PROMPT", prompt.encode()),
-             uint8_input("PARAMETERS", json.dumps(settings).encode())],
-            request_id=request_id,
-        )
-    finally:
-        client.stop_stream()  # waits for the stream to end
-        client.close()
-    if errors:
-        raise errors[0]
-    return responses
+def cancel_ensemble_request(url: str, request_id: str) -> None:
+    """The CANCEL a client of the ensemble sends; returns once the vLLM model has answered it."""
+    asyncio.run(ensemble.collect(url, ensemble.cancel_request(request_id)))
+
+
+def openai_client(base_url: str, *, api_key: str = "unused", timeout: float = 120, **kwargs) -> openai.OpenAI:
+    """The official SDK on a frontend, without the SDK's retries (a test sees every answer)."""
+    return openai.OpenAI(base_url=f"{base_url}/v1", api_key=api_key, max_retries=0, timeout=timeout, **kwargs)
+
+
+def async_openai_client(base_url: str, *, api_key: str = "unused", timeout: float = 120) -> openai.AsyncOpenAI:
+    return openai.AsyncOpenAI(base_url=f"{base_url}/v1", api_key=api_key, max_retries=0, timeout=timeout)
+
+
+def prometheus_value(metrics_url: str, name: str) -> float:
+    """The sum over labels of a sample on a Prometheus endpoint; it must be there."""
+    text = httpx.get(f"{metrics_url}/metrics", timeout=10).text
+    samples = [line for line in text.splitlines() if line.startswith((f"{name}{{", f"{name} "))]
+    assert samples, f"the metrics do not carry {name}"
+    return sum(float(line.rsplit(" ", 1)[1]) for line in samples)
+
+
+def wait_until(condition: Callable[[], bool], timeout_s: float = 30) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.2)
+    return False
 
 
 def expected_prompt_ids(tokenizer, prompt: str, image_tokens: int) -> list[int]:
@@ -105,18 +117,37 @@ def serving_image(image: bytes):
         thread.join()
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+class OpenAIEndpoint:
+    """Something that serves the OpenAI API at `base_url`, and the SDK's clients of it."""
+
+    base_url: str
+
+    def client(self, **kwargs) -> openai.OpenAI:
+        return openai_client(self.base_url, **kwargs)
+
+    def async_client(self, **kwargs) -> openai.AsyncOpenAI:
+        return async_openai_client(self.base_url, **kwargs)
+
+
+@dataclass(frozen=True)
+class Frontend(OpenAIEndpoint):
+    base_url: str
 
 
 @contextlib.contextmanager
-def running_frontend(triton_grpc_urls: list[str], log_path: Path, env: dict[str, str] | None = None):
-    """An OpenAI frontend over the given Triton servers; yields its base URL once ready."""
+def running_frontend(
+    triton_grpc_urls: list[str], log_path: Path, env: dict[str, str] | None = None
+) -> Iterator[Frontend]:
+    """An OpenAI frontend over the given Triton servers, once ready."""
     port = free_port()
-    command = [sys.executable, "-m", "openai_frontend", "--host=127.0.0.1", f"--port={port}",
-               f"--triton-grpc-url={','.join(triton_grpc_urls)}"]
+    command = [
+        sys.executable,
+        "-m",
+        "openai_frontend",
+        "--host=127.0.0.1",
+        f"--port={port}",
+        f"--triton-grpc-url={','.join(triton_grpc_urls)}",
+    ]
     with open(log_path, "wb") as out:
         process = subprocess.Popen(command, env={**os.environ, **(env or {})}, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
@@ -131,7 +162,7 @@ def running_frontend(triton_grpc_urls: list[str], log_path: Path, env: dict[str,
                 pass
             assert time.monotonic() < deadline, log_path.read_text()
             time.sleep(0.3)
-        yield url
+        yield Frontend(url)
     finally:
         process.terminate()
         process.wait(timeout=30)
@@ -143,22 +174,10 @@ SERVICE_READY_TIMEOUT_S = 900
 LOG_TAIL_CHARS = 20_000
 
 
-def processes_with_marker(marker: str) -> list[int]:
-    """Pids whose environment carries `marker`: every descendant inherits it."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            if marker.encode() in (entry / "environ").read_bytes():
-                found.append(int(entry.name))
-        except OSError:
-            continue
-    return found
-
-
 @dataclass
-class Service:
+class Service(OpenAIEndpoint):
+    """`python -m dsocr.serve` as a subprocess; `with` waits until it is ready and stops it after."""
+
     process: subprocess.Popen
     log_path: Path
     marker: str
@@ -181,10 +200,25 @@ class Service:
         return f"http://127.0.0.1:{self.triton_http_port}"
 
     @property
+    def triton_metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.triton_metrics_port}"
+
+    @property
     def ready_url(self) -> str:
         if self.frontend:
             return f"{self.base_url}/health/ready"
-        return f"{self.triton_http_url}/v2/models/deepseek_ocr/ready"
+        return f"{self.triton_http_url}{ready_path()}"
+
+    def metric(self, name: str) -> float:
+        """A sample of Triton's metrics endpoint (vLLM's engine metrics included)."""
+        return prometheus_value(self.triton_metrics_url, name)
+
+    def __enter__(self) -> Service:
+        self.wait_ready()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        stop_service(self)
 
     def log_tail(self) -> str:
         return self.log_path.read_text(errors="replace")[-LOG_TAIL_CHARS:]
@@ -213,6 +247,9 @@ class Service:
 
 SERVICES: list[Service] = []
 
+# The context of the engine the test services run (engine.json's CPU section).
+SERVICE_MAX_MODEL_LEN = load_engine_args(engine_json(), on_cpu=True)["max_model_len"]
+
 # The frontend's settings the tests rely on.
 FRONTEND_ENV = {
     # Small enough that the tests can send an image over it cheaply.
@@ -223,19 +260,20 @@ FRONTEND_ENV = {
 }
 
 
-def start_service(log_path: Path, *flags: str, ports: dict[str, int] | None = None, family: str = "ocr",
-                  model: str | None = None, device: str = "cpu") -> Service:
+def start_service(
+    log_path: Path,
+    *flags: str,
+    ports: dict[str, int] | None = None,
+    family: str = "ocr",
+    model: str | None = None,
+    device: str = "cpu",
+) -> Service:
     """`python -m dsocr.serve` on free ports (or `ports`): a tiny model on CPU, unless `model`/`device`."""
-    marker = f"DSOCR_TEST_SERVICE={uuid.uuid4().hex}"
-    env = {**os.environ, **FRONTEND_ENV, "MODEL": model or str(paths.tiny_model_dir(family)), "DSOCR_DEVICE": device}
-    # vLLM renames its processes (setproctitle), which by default overwrites
-    # /proc/PID/environ, where the marker is looked for.
-    env["SPT_NOENV"] = "1"
-    env[marker.split("=")[0]] = marker.split("=")[1]
-    names = ("port", "triton_http_port", "triton_grpc_port", "triton_metrics_port")
-    ports = ports or {name: free_port() for name in names}
-    command = [sys.executable, "-m", "dsocr.serve", "--quiet", "--host=127.0.0.1", *flags]
-    command += [f"--{name.replace('_', '-')}={port}" for name, port in ports.items()]
+    marker, marking = marked_environment("DSOCR_TEST_SERVICE")
+    model = model or str(paths.tiny_model_dir(family))
+    env = {**os.environ, **FRONTEND_ENV, **marking, "MODEL": model, "DSOCR_DEVICE": device}
+    ports = ports or free_ports()
+    command = [sys.executable, "-m", "dsocr.serve", "--quiet", "--host=127.0.0.1", *flags, *port_flags(ports)]
     with open(log_path, "ab") as log:
         process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     service = Service(process, log_path, marker, **ports, frontend="--no-frontend" not in flags)

@@ -27,26 +27,45 @@ _DECLARED = [
     EnvVar("TENSOR_PARALLEL_SIZE", None, "GPUs one engine spans"),
     # Input limits (preprocess model; the frontend checks bytes early too)
     EnvVar("DSOCR_MAX_IMAGE_BYTES", str(DEFAULT_MAX_BYTES), "largest encoded image accepted, in bytes"),
-    EnvVar("DSOCR_MAX_IMAGE_PIXELS", str(DEFAULT_MAX_PIXELS), "largest image accepted, width x height as its header declares"),
+    EnvVar(
+        "DSOCR_MAX_IMAGE_PIXELS",
+        str(DEFAULT_MAX_PIXELS),
+        "largest image accepted, width x height as its header declares",
+    ),
     # Set-up and serve
     EnvVar("DSOCR_DEVICE", None, "cpu or gpu; default: gpu when nvidia-smi sees one"),
     EnvVar("DSOCR_CACHE_DIR", None, "where the tiny test models are built (default ~/.cache/dsocr)"),
     # OpenAI frontend (each also a flag of python -m openai_frontend)
     EnvVar("DSOCR_HOST", "0.0.0.0", "frontend bind address"),
     EnvVar("DSOCR_PORT", "8080", "frontend port"),
-    EnvVar("DSOCR_TRITON_GRPC_URL", "127.0.0.1:8001",
-           "Triton gRPC endpoint(s) the frontend sends requests to; comma-separated: each request to the "
-           "ready one with the fewest in flight"),
+    EnvVar(
+        "DSOCR_TRITON_GRPC_URL",
+        "127.0.0.1:8001",
+        "Triton gRPC endpoint(s) the frontend sends requests to; comma-separated: each request to the "
+        "ready one with the fewest in flight",
+    ),
     EnvVar("DSOCR_API_KEY", None, "Bearer key every route but /, /health and /health/ready requires; unset: no key"),
-    EnvVar("DSOCR_MAX_REQUEST_BYTES", None,
-           "largest request body, in bytes (413 beyond); default: one base64 image of DSOCR_MAX_IMAGE_BYTES + 1 MiB"),
-    EnvVar("DSOCR_MAX_CONCURRENT_REQUESTS", "256",
-           "chat completions in flight at once, streams included; beyond it 429 with Retry-After"),
+    EnvVar(
+        "DSOCR_MAX_REQUEST_BYTES",
+        None,
+        "largest request body, in bytes (413 beyond); default: one base64 image of DSOCR_MAX_IMAGE_BYTES + 1 MiB",
+    ),
+    EnvVar(
+        "DSOCR_MAX_CONCURRENT_REQUESTS",
+        "256",
+        "chat completions in flight at once, streams included; beyond it 429 with Retry-After",
+    ),
     EnvVar("DSOCR_ALLOW_IMAGE_URLS", "false", "fetch http(s) image URLs from any public host (off: data URLs only)"),
-    EnvVar("DSOCR_IMAGE_URL_HOSTS", None,
-           "comma-separated hosts image URLs may come from (*.example.com: its subdomains); set: URLs on for them only"),
-    EnvVar("DSOCR_IMAGE_URL_ALLOW_PRIVATE", "false",
-           "let image URLs reach private, loopback and link-local addresses (off: refused after DNS resolution)"),
+    EnvVar(
+        "DSOCR_IMAGE_URL_HOSTS",
+        None,
+        "comma-separated hosts image URLs may come from (*.example.com: its subdomains); set: URLs on for them only",
+    ),
+    EnvVar(
+        "DSOCR_IMAGE_URL_ALLOW_PRIVATE",
+        "false",
+        "let image URLs reach private, loopback and link-local addresses (off: refused after DNS resolution)",
+    ),
     EnvVar("DSOCR_IMAGE_URL_TIMEOUT_S", "10", "time one image URL may take, DNS to last byte, in seconds"),
     EnvVar("DSOCR_IMAGE_URL_MAX_REDIRECTS", "0", "redirects an image URL may follow, each one checked again"),
 ]
@@ -58,3 +77,11 @@ def get(name: str) -> str | None:
     var = DECLARED[name]  # KeyError: declare it above first
     value = os.environ.get(name, "")
     return value if value else var.default
+
+
+def value(name: str) -> str:
+    """The value of a variable declared with a default: never None."""
+    found = get(name)
+    if found is None:
+        raise KeyError(f"{name} is declared without a default; read it with envs.get")
+    return found

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from dsocr import envs
+from dsocr import envs, families
 
 # src/dsocr/paths.py -> the repository root
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -19,5 +19,4 @@ def cache_dir() -> Path:
 
 
 def tiny_model_dir(family: str = "ocr") -> Path:
-    name = {"ocr": "tiny-deepseek-ocr", "ocr2": "tiny-deepseek-ocr2"}[family]
-    return cache_dir() / "models" / name
+    return cache_dir() / "models" / families.family(family).tiny_model

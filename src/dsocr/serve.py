@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dsocr import envs, paths
-from dsocr.engine_config import load_engine_args
+from dsocr.engine_config import cpu_environment, served_model
+from dsocr.triton import contract
 
 CPU_BANNER = """\
 ************************************************************************
@@ -58,7 +59,6 @@ MODEL_CONTROL = ("--model-control-mode=explicit", "--load-model=*")
 STOP_GRACE_S = 60
 TRITON_EXIT_TIMEOUT_S = 45
 TRITON_FLAGS = (*PYTHON_BACKEND_SHM, *MODEL_CONTROL, f"--exit-timeout-secs={TRITON_EXIT_TIMEOUT_S}")
-ENSEMBLE = "deepseek_ocr"
 # Triton's Python backend now and then aborts while it starts its stubs
 # (boost::interprocess::lock_exception, SIGABRT; an open upstream issue), most
 # often on a loaded machine. Nothing has been served then, so it is started
@@ -118,13 +118,7 @@ class Stack:
         if self.args.model:
             env["MODEL"] = self.args.model
         if self.args.device == "cpu":
-            # vLLM's CPU backend: a fixed KV cache (GiB) instead of a share of
-            # host memory, and no core pinning, which on a small machine
-            # starves the Triton stubs next to the engine.
-            env.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
-            env.setdefault("VLLM_CPU_OMP_THREADS_BIND", "nobind")
-            env.setdefault("OMP_NUM_THREADS", str(os.cpu_count() or 1))
-            env.setdefault("MAX_MODEL_LEN", "4096")
+            env = {**cpu_environment(), **env}  # what the environment sets wins
         return env
 
     def start_triton(self, stopping: threading.Event) -> bool:
@@ -137,8 +131,11 @@ class Stack:
             aborted = triton.process.poll() == -signal.SIGABRT
             if stopping.is_set() or not aborted or attempt == TRITON_START_ATTEMPTS:
                 return False
-            print(f"[serve] tritonserver aborted while starting (attempt {attempt} of {TRITON_START_ATTEMPTS}); "
-                  "starting it again", flush=True)
+            print(
+                f"[serve] tritonserver aborted while starting (attempt {attempt} of {TRITON_START_ATTEMPTS}); "
+                "starting it again",
+                flush=True,
+            )
             self.children.remove(triton)
             triton.stop(self.args.stop_grace_s)
         return False
@@ -157,12 +154,11 @@ class Stack:
         self._start("tritonserver", command, self.triton_env(), self.model_ready_url())
 
     def model_ready_url(self) -> str:
-        return f"http://127.0.0.1:{self.args.triton_http_port}/v2/models/{ENSEMBLE}/ready"
+        return f"http://127.0.0.1:{self.args.triton_http_port}{contract.ready_path()}"
 
     def served_model(self) -> str:
         """What Triton serves: --model, else MODEL, else engine.json's model."""
-        engine_json = self.args.model_repository / "vllm_model" / "1" / "engine.json"
-        return self.args.model or load_engine_args(engine_json)["model"]
+        return self.args.model or served_model(self.args.model_repository)
 
     def frontend_env(self) -> dict[str, str]:
         # The model decides the names the API answers to (deepseek-ocr or deepseek-ocr-2).
@@ -171,8 +167,11 @@ class Stack:
     def start_frontend(self) -> None:
         a = self.args
         command = [
-            sys.executable, "-m", "openai_frontend",
-            f"--host={a.host}", f"--port={a.port}",
+            sys.executable,
+            "-m",
+            "openai_frontend",
+            f"--host={a.host}",
+            f"--port={a.port}",
             f"--triton-grpc-url=127.0.0.1:{a.triton_grpc_port}",
         ]
         self._start("frontend", command, self.frontend_env(), f"http://127.0.0.1:{a.port}/health")
@@ -210,25 +209,35 @@ def is_ready(url: str) -> bool:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m dsocr.serve", description=__doc__.split("\n")[0])
-    parser.add_argument("--model", default=envs.get("MODEL"),
-                        help="HF id or local directory; default: $MODEL, else the tiny model on CPU "
-                             "or engine.json's model on GPU")
+    parser.add_argument(
+        "--model",
+        default=envs.get("MODEL"),
+        help="HF id or local directory; default: $MODEL, else the tiny model on CPU or engine.json's model on GPU",
+    )
     parser.add_argument("--device", choices=["cpu", "gpu"], default=None, help="default: auto-detect")
     parser.add_argument("--host", default=envs.get("DSOCR_HOST"), help="frontend bind address (DSOCR_HOST)")
-    parser.add_argument("--port", type=int, default=int(envs.get("DSOCR_PORT")), help="frontend port (DSOCR_PORT)")
+    parser.add_argument("--port", type=int, default=int(envs.value("DSOCR_PORT")), help="frontend port (DSOCR_PORT)")
     parser.add_argument("--triton-http-port", type=int, default=8000)
     parser.add_argument("--triton-grpc-port", type=int, default=8001)
     parser.add_argument("--triton-metrics-port", type=int, default=8002)
     parser.add_argument("--model-repository", type=Path, default=paths.MODEL_REPOSITORY)
     parser.add_argument("--tritonserver", default=find_tritonserver())
-    parser.add_argument("--ready-timeout-s", type=float, default=900.0,
-                        help="how long model loading may take")
-    parser.add_argument("--stop-grace-s", type=float, default=float(STOP_GRACE_S),
-                        help="how long each child may take to stop before it is killed")
-    parser.add_argument("--unready-exit-s", type=float, default=30.0,
-                        help="exit non-zero once the model has been not ready this long after it was ready")
-    parser.add_argument("--no-frontend", action="store_true",
-                        help="tritonserver only (one of several behind a frontend elsewhere)")
+    parser.add_argument("--ready-timeout-s", type=float, default=900.0, help="how long model loading may take")
+    parser.add_argument(
+        "--stop-grace-s",
+        type=float,
+        default=float(STOP_GRACE_S),
+        help="how long each child may take to stop before it is killed",
+    )
+    parser.add_argument(
+        "--unready-exit-s",
+        type=float,
+        default=30.0,
+        help="exit non-zero once the model has been not ready this long after it was ready",
+    )
+    parser.add_argument(
+        "--no-frontend", action="store_true", help="tritonserver only (one of several behind a frontend elsewhere)"
+    )
     parser.add_argument("--quiet", action="store_true", help="less Triton logging")
     args = parser.parse_args(argv)
     args.device = args.device or detect_device()
@@ -286,8 +295,10 @@ def watch(stack: Stack, stopping: threading.Event) -> int:
             unready_since = None
         elif unready_since is None:
             unready_since = time.monotonic()
-            print(f"[serve] the model is not ready; exiting unless it recovers in {stack.args.unready_exit_s:.0f} s",
-                  flush=True)
+            print(
+                f"[serve] the model is not ready; exiting unless it recovers in {stack.args.unready_exit_s:.0f} s",
+                flush=True,
+            )
         elif time.monotonic() - unready_since > stack.args.unready_exit_s:
             print("[serve] the model stayed not ready; stopping", flush=True)
             return 1

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 # Bump whenever the files written change, so stale caches are rebuilt.
 BUILDER_VERSION = "1"
 STAMP_FILE = ".dsocr-tiny-model"
-FAMILIES = tuple(family.key for family in families.FAMILIES)  # ("ocr", "ocr2")
+FAMILIES = families.KEYS  # ("ocr", "ocr2")
 
 # ---------------------------------------------------------------------------
 # Tokenizer
@@ -217,9 +217,10 @@ LM_FIRST_DENSE_LAYERS = 1
 SAM_LAST_CHANNELS = {"ocr": 1024, "ocr2": 896}
 PROJECTOR_INPUT_DIM = {"ocr": 2048, "ocr2": 896}  # CLIP-L 1024 + SAM 1024 | Qwen2 encoder 896
 
+SAM_GLOBAL_ATTENTION_BLOCKS = (2, 5, 8, 11)
 _SAM_WIDTH = {
     "downsample_channels": [512, 1024],
-    "global_attn_indexes": [2, 5, 8, 11],
+    "global_attn_indexes": list(SAM_GLOBAL_ATTENTION_BLOCKS),
     "heads": 12,
     "layers": 12,
     "width": 768,
@@ -237,10 +238,6 @@ _VISION_CONFIG = {
         "width": {"qwen2-0-5b": {"dim": 896}, "sam_vit_b": _SAM_WIDTH},
     },
 }
-
-
-def _family(key: str) -> families.Family:
-    return next(family for family in families.FAMILIES if family.key == key)
 
 
 def language_config(vocab_size: int) -> dict:
@@ -288,7 +285,7 @@ def model_config(family: str, vocab_size: int) -> dict:
     return {
         # The real files repeat the language fields at the top level.
         **shared,
-        "architectures": [_family(family).architecture],
+        "architectures": [families.family(family).architecture],
         "candidate_resolutions": [[1024, 1024]],
         "global_view_pos": "head",
         "language_config": language,
@@ -383,7 +380,7 @@ def sam_tensors(last_channels: int) -> Iterator[TensorSpec]:
     for i in range(12):
         block = f"{prefix}.blocks.{i}"
         # Global-attention blocks see the whole grid, the others a 14x14 window.
-        span = grid if i in _SAM_WIDTH["global_attn_indexes"] else window
+        span = grid if i in SAM_GLOBAL_ATTENTION_BLOCKS else window
         yield from _norm(f"{block}.norm1", dim)
         yield from _linear(f"{block}.attn.qkv", 3 * dim, dim)
         yield from _linear(f"{block}.attn.proj", dim, dim)

@@ -1,6 +1,7 @@
 """The engine fixture: one vLLM engine per family and test module, on the
-tiny model, with the engine arguments the service uses for images
-(`dsocr.vllm_plugin.ENGINE_ARGS`) and the settings that work on a small CPU.
+tiny model, with the engine arguments and CPU environment the service uses
+(`dsocr.engine_config`, engine.json's CPU section, and the plugin's
+`dsocr.vllm_plugin.ENGINE_ARGS`).
 
 The engine core runs in a spawned process, as in the service: this test
 process imports numba (the resize passes), and vLLM's worker start-up, which
@@ -12,9 +13,9 @@ from __future__ import annotations
 import gc
 
 import pytest
-import torch
 
 from dsocr import paths
+from dsocr.engine_config import cpu_environment, engine_json, load_engine_args
 from dsocr.tiny_models import FAMILIES, build_tiny_model
 from dsocr.vllm_plugin import ENGINE_ARGS
 
@@ -25,26 +26,17 @@ def engine(request):
     family = request.param
     model_dir = build_tiny_model(paths.tiny_model_dir(family), family)
     with pytest.MonkeyPatch.context() as env:
+        for name, value in cpu_environment().items():
+            env.setenv(name, value)
         env.setenv("VLLM_ENABLE_V1_MULTIPROCESSING", "1")
         env.setenv("VLLM_WORKER_MULTIPROC_METHOD", "spawn")  # a fork would inherit numba
-        env.setenv("VLLM_CPU_KVCACHE_SPACE", "1")  # GiB; the default takes a share of host memory
-        # Thread binding would pin the engine to one core, and without
-        # OMP_NUM_THREADS vLLM cuts torch to a single thread.
-        env.setenv("VLLM_CPU_OMP_THREADS_BIND", "nobind")
-        env.setenv("OMP_NUM_THREADS", str(torch.get_num_threads()))
+        env.setenv("MODEL", str(model_dir))
         from vllm import LLM
         from vllm.distributed.parallel_state import cleanup_dist_env_and_memory
 
-        llm = LLM(
-            model=str(model_dir),
-            max_model_len=4096,
-            max_num_seqs=8,
-            limit_mm_per_prompt={"image": 1},
-            enforce_eager=True,  # torch.compile on CPU costs more than these few steps
-            skip_mm_profiling=True,  # else a full tiled page is encoded at start-up
-            seed=0,
-            **ENGINE_ARGS,
-        )
+        engine_args = load_engine_args(engine_json(), on_cpu=True)
+        # One image a prompt, as the service sends; a fixed seed for the sampler.
+        llm = LLM(**engine_args, **ENGINE_ARGS, limit_mm_per_prompt={"image": 1}, seed=0)
         try:
             yield family, llm
         finally:

@@ -20,7 +20,6 @@ import io
 from dataclasses import dataclass
 
 import pytest
-from helpers import expected_prompt_ids
 from PIL import Image, ImageDraw
 
 from dsocr.preprocessing import (
@@ -32,8 +31,7 @@ from dsocr.preprocessing import (
 from dsocr.tiny_models import IMAGE_TOKEN
 from dsocr.vllm_plugin import image_data
 from dsocr.vllm_plugin.geometry import family_modes
-
-pytestmark = pytest.mark.engine
+from tests.helpers import expected_prompt_ids
 
 PROMPT = f"{IMAGE_TOKEN}\nFree OCR."
 PARITY_TOKENS = 6
@@ -137,7 +135,9 @@ def test_a_different_image_gives_different_logprobs(gundam_readings, mode_readin
 def test_other_modes_in_one_batch(engine, mode_readings):
     _, llm = engine
     for name, mode in mode_readings.items():
-        assert mode.reading.prompt_token_ids == expected_prompt_ids(llm.get_tokenizer(), PROMPT, mode.image.num_image_tokens), name
+        assert mode.reading.prompt_token_ids == expected_prompt_ids(
+            llm.get_tokenizer(), PROMPT, mode.image.num_image_tokens
+        ), name
         assert len(mode.reading.token_ids) == MODE_TOKENS, name
 
 
@@ -145,7 +145,7 @@ def test_malformed_image_data_fails_only_its_request(engine, mode_readings):
     _, llm = engine
     smallest = next(iter(mode_readings.values()))
     data = smallest.request
-    with pytest.raises(ValueError, match="pixel_values must be torch.uint8, got torch.float32"):
+    with pytest.raises(ValueError, match=r"pixel_values must be torch\.uint8, got torch\.float32"):
         read(llm, [{**data, "pixel_values": data["pixel_values"].float()}], 1)
     one_tile = data["images_crop"].new_zeros((1, *data["images_crop"].shape[1:]))
     with pytest.raises(ValueError, match=r"images_crop holds 1 tiles but images_spatial_crop \[\[1, 1\]\] needs 0"):

@@ -12,16 +12,14 @@ from __future__ import annotations
 import base64
 import io
 
-import openai
 import pytest
-from helpers import start_service, stop_service
 from PIL import Image, ImageDraw, ImageFont
 
 from dsocr.families import family_of
 from dsocr.serve import detect_device
+from tests.helpers import start_service
 
-pytestmark = [pytest.mark.gpu, pytest.mark.server, pytest.mark.engine,
-              pytest.mark.skipif(detect_device() != "gpu", reason="the real models need a GPU")]
+pytestmark = pytest.mark.skipif(detect_device() != "gpu", reason="the real models need a GPU")
 
 LINES = ("Invoice 4217", "Total: 17.50 EUR", "Due 2026-12-31")
 
@@ -46,13 +44,8 @@ def messages(text: str | None) -> list[dict]:
 @pytest.fixture(scope="module", params=["deepseek-ai/DeepSeek-OCR", "deepseek-ai/DeepSeek-OCR-2"])
 def served(request, tmp_path_factory):
     """(API model name, OpenAI client) of the stack serving one real model on the GPU."""
-    service = start_service(tmp_path_factory.mktemp("gpu") / "service.log", model=request.param, device="gpu")
-    try:
-        service.wait_ready()
-        client = openai.OpenAI(base_url=f"{service.base_url}/v1", api_key="unused", max_retries=0, timeout=600)
-        yield family_of(request.param).served_name, client
-    finally:
-        stop_service(service)
+    with start_service(tmp_path_factory.mktemp("gpu") / "service.log", model=request.param, device="gpu") as service:
+        yield family_of(request.param).served_name, service.client(timeout=600)
 
 
 def test_free_ocr_reads_the_page(served):
@@ -66,7 +59,9 @@ def test_free_ocr_reads_the_page(served):
 
 def test_the_document_prompt_tags_each_block_with_its_box(served):
     name, client = served
-    text = client.chat.completions.create(model=name, messages=messages(None), max_tokens=512).choices[0].message.content
+    text = (
+        client.chat.completions.create(model=name, messages=messages(None), max_tokens=512).choices[0].message.content
+    )
     assert "<|ref|>" in text and "<|det|>[[" in text and "Invoice 4217" in text, text
 
 

@@ -1,6 +1,6 @@
 """The benchmark scripts, each on one tiny input, so that they do not rot.
 
-The benchmarks themselves are not part of the suite (scripts/bench.sh runs
+The benchmarks themselves are not part of the suite (benchmarks/bench.sh runs
 them). Here each script runs against the session's stack on one small image
 and a couple of output tokens, with its results, report and plot written to
 a temporary folder. `vllm serve` and the in-process AsyncLLM would each start
@@ -12,24 +12,18 @@ inputs, and the report rendered from a measured sample.
 from __future__ import annotations
 
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
-SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
-sys.path.insert(0, str(SCRIPTS))
-
-import bench_batching  # noqa: E402
-import bench_compare  # noqa: E402
-import bench_perf_analyzer  # noqa: E402
-import bench_preprocess  # noqa: E402
-import bench_preprocess_instances  # noqa: E402
-from benchkit import asyncllm, report, systems  # noqa: E402
-from benchkit.images import make_images  # noqa: E402
-
-pytestmark = [pytest.mark.server, pytest.mark.engine]
+from benchmarks import batching as bench_batching
+from benchmarks import compare as bench_compare
+from benchmarks import perf_analyzer as bench_perf_analyzer
+from benchmarks import preprocess as bench_preprocess
+from benchmarks import preprocess_instances as bench_preprocess_instances
+from benchmarks.benchkit import asyncllm, report, systems
+from benchmarks.benchkit.images import make_images
 
 TINY = ["--device", "cpu", "--image-set", "small", "--images", "1", "--concurrency", "1"]
 
@@ -97,7 +91,7 @@ def test_the_long_workload_is_a_result_and_report_block_of_its_own(compared, tmp
     text = report.render(tmp_path, tmp_path / "BENCHMARKS.md")[0].read_text()
     block = text.index("<!-- BEGIN compare_long-cpu -->")
     assert text.index("## CPU") < block < text.index("## GPU")
-    assert "Workload `long`" in text[block:text.index("<!-- END compare_long-cpu -->")]
+    assert "Workload `long`" in text[block : text.index("<!-- END compare_long-cpu -->")]
     assert "<!-- BEGIN compare_long-gpu -->" in text  # its GPU place, waiting
 
 
@@ -109,8 +103,21 @@ def test_preprocess_benchmark_runs_both_sides_on_the_same_images(tmp_path):
 
 
 def test_batching_benchmark_sends_requests_together_and_alone(service, tmp_path):
-    data = bench_batching.main(["--device", "cpu", "--url", service.triton_grpc_url, "--concurrency", "2",
-                                "--max-tokens", "4", "--repeat", "1", *outputs(tmp_path)])
+    data = bench_batching.main(
+        [
+            "--device",
+            "cpu",
+            "--url",
+            service.triton_grpc_url,
+            "--concurrency",
+            "2",
+            "--max-tokens",
+            "4",
+            "--repeat",
+            "1",
+            *outputs(tmp_path),
+        ]
+    )
     assert [lv["requests"] for lv in data["levels"]] == [1, 2]
     assert all(lv["completion_tokens"] == [4] and lv["wall_s"] > 0 for lv in data["levels"])
     assert "<!-- BEGIN batching-cpu -->" in (tmp_path / "BENCHMARKS.md").read_text()
@@ -120,9 +127,14 @@ def test_vllm_serve_gets_the_engine_settings_of_the_triton_model():
     engine_args = systems.engine_args(None, "cpu")
     command = systems.vllm_serve_command(engine_args, 1234)
     joined = " ".join(command)
-    for flag in ("--no-enable-prefix-caching", "--mm-processor-cache-gb 0", "--enforce-eager",
-                 f"--max-num-seqs {engine_args['max_num_seqs']}", f"--max-model-len {engine_args['max_model_len']}",
-                 "--logits-processors vllm.model_executor.models.deepseek_ocr:NGramPerReqLogitsProcessor"):
+    for flag in (
+        "--no-enable-prefix-caching",
+        "--mm-processor-cache-gb 0",
+        "--enforce-eager",
+        f"--max-num-seqs {engine_args['max_num_seqs']}",
+        f"--max-model-len {engine_args['max_model_len']}",
+        "--logits-processors vllm.model_executor.models.deepseek_ocr:NGramPerReqLogitsProcessor",
+    ):
         assert flag in joined
     assert Path(command[command.index("--chat-template") + 1]).exists()
     assert systems.serve_env(None, "cpu")["VLLM_CPU_KVCACHE_SPACE"]

@@ -11,13 +11,11 @@ import base64
 
 import openai
 import pytest
-from helpers import expected_prompt_ids, page_png, start_service, stop_service
 
 from dsocr import paths
 from dsocr.preprocessing import preprocess_image, resolution_mode
 from dsocr.tiny_models import load_tokenizer
-
-pytestmark = [pytest.mark.server, pytest.mark.engine]
+from tests.helpers import expected_prompt_ids, page_png, start_service
 
 # Wider than a tile: Gundam mode makes tiles of it, not only the global view.
 PAGE = page_png(size=(1400, 900))
@@ -25,18 +23,18 @@ PAGE = page_png(size=(1400, 900))
 
 @pytest.fixture(scope="module")
 def ocr2(tmp_path_factory):
-    service = start_service(tmp_path_factory.mktemp("ocr2") / "service.log", family="ocr2")
-    try:
-        service.wait_ready()
-        yield openai.OpenAI(base_url=f"{service.base_url}/v1", api_key="unused", max_retries=0, timeout=300)
-    finally:
-        stop_service(service)
+    with start_service(tmp_path_factory.mktemp("ocr2") / "service.log", family="ocr2") as service:
+        yield service.client(timeout=300)
 
 
 def messages(image: bytes) -> list[dict]:
     url = "data:image/png;base64," + base64.b64encode(image).decode()
-    return [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}},
-                                         {"type": "text", "text": "Free OCR."}]}]
+    return [
+        {
+            "role": "user",
+            "content": [{"type": "image_url", "image_url": {"url": url}}, {"type": "text", "text": "Free OCR."}],
+        }
+    ]
 
 
 def test_ocr2_answers_to_its_own_names(ocr2):
@@ -46,12 +44,20 @@ def test_ocr2_answers_to_its_own_names(ocr2):
 
 
 def test_ocr2_streams_with_its_own_views_and_token_layout(ocr2):
-    chunks = list(ocr2.chat.completions.create(model="deepseek-ocr-2", messages=messages(PAGE), max_tokens=3,
-                                               stream=True, stream_options={"include_usage": True}))
+    chunks = list(
+        ocr2.chat.completions.create(
+            model="deepseek-ocr-2",
+            messages=messages(PAGE),
+            max_tokens=3,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
     views = preprocess_image(PAGE, resolution_mode("ocr2", "gundam"))
     assert views.tiles.shape[0] > 0 and views.tiles.shape[-1] == 768  # OCR-2's tiles
-    expected = expected_prompt_ids(load_tokenizer(paths.tiny_model_dir("ocr2")), "<image>\nFree OCR.",
-                                   views.num_image_tokens)
+    expected = expected_prompt_ids(
+        load_tokenizer(paths.tiny_model_dir("ocr2")), "<image>\nFree OCR.", views.num_image_tokens
+    )
     assert chunks[-1].usage.prompt_tokens == len(expected)
     assert chunks[-1].usage.completion_tokens == 3
     assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "length"
@@ -59,5 +65,6 @@ def test_ocr2_streams_with_its_own_views_and_token_layout(ocr2):
 
 def test_ocr2_refuses_the_modes_it_does_not_offer(ocr2):
     with pytest.raises(openai.BadRequestError, match="tiny"):
-        ocr2.chat.completions.create(model="deepseek-ocr-2", messages=messages(PAGE), max_tokens=1,
-                                     extra_body={"resolution_mode": "tiny"})
+        ocr2.chat.completions.create(
+            model="deepseek-ocr-2", messages=messages(PAGE), max_tokens=1, extra_body={"resolution_mode": "tiny"}
+        )

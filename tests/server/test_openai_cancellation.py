@@ -25,32 +25,22 @@ import json
 import time
 
 import httpx
-import pytest
-from helpers import page_png
 
-pytestmark = [pytest.mark.server, pytest.mark.engine]
+from tests.helpers import SERVICE_MAX_MODEL_LEN, page_png
 
 GENERATED = "vllm:generation_tokens_total"
 READ_CHUNKS = 5  # chunks read before the client leaves
 PROMPTED = "vllm:prompt_tokens_total"
-MAX_MODEL_LEN = 4096  # the CPU service's context (dsocr.serve)
 QUIET_S = 2.0  # how long the counter must stay still to count as stopped
-
-
-def metric(service, name: str) -> float:
-    text = httpx.get(f"http://127.0.0.1:{service.triton_metrics_port}/metrics", timeout=10).text
-    samples = [line for line in text.splitlines() if line.startswith((f"{name}{{", f"{name} "))]
-    assert samples, f"Triton's metrics do not carry {name}"
-    return sum(float(line.rsplit(" ", 1)[1]) for line in samples)
 
 
 def wait_until_still(service, timeout_s: float = 30) -> float:
     """The counter's value once it has not moved for QUIET_S."""
     deadline = time.monotonic() + timeout_s
-    value = metric(service, GENERATED)
+    value = service.metric(GENERATED)
     while time.monotonic() < deadline:
         time.sleep(QUIET_S)
-        latest = metric(service, GENERATED)
+        latest = service.metric(GENERATED)
         if latest == value:
             return value
         value = latest
@@ -59,21 +49,26 @@ def wait_until_still(service, timeout_s: float = 30) -> float:
 
 def test_closing_the_stream_aborts_the_generation(service):
     before = wait_until_still(service)
-    prompted_before = metric(service, PROMPTED)
+    prompted_before = service.metric(PROMPTED)
     page = "data:image/png;base64," + base64.b64encode(page_png()).decode()
     body = {
         "model": "deepseek-ocr",
         "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": page}}]}],
-        "ignore_eos": True, "stream": True,
+        "ignore_eos": True,
+        "stream": True,
     }
     with httpx.stream("POST", f"{service.base_url}/v1/chat/completions", json=body, timeout=120) as response:
         assert response.status_code == 200
-        chunks = [json.loads(line.removeprefix("data: ")) for line in
-                  itertools.islice((line for line in response.iter_lines() if line.startswith("data: ")), READ_CHUNKS)]
+        chunks = [
+            json.loads(line.removeprefix("data: "))
+            for line in itertools.islice(
+                (line for line in response.iter_lines() if line.startswith("data: ")), READ_CHUNKS
+            )
+        ]
     # The connection is closed here, mid-stream.
     assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"
     assert all(chunk["choices"][0]["finish_reason"] is None for chunk in chunks), "the stream ended on its own"
     generated = wait_until_still(service) - before
-    budget = MAX_MODEL_LEN - (metric(service, PROMPTED) - prompted_before)
+    budget = SERVICE_MAX_MODEL_LEN - (service.metric(PROMPTED) - prompted_before)
     assert generated >= READ_CHUNKS, "the engine was not generating while the stream was open"
     assert generated < budget / 2, f"{generated:.0f} of about {budget} tokens generated: the request was not aborted"

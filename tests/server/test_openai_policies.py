@@ -12,11 +12,9 @@ import contextlib
 
 import openai
 import pytest
-from helpers import page_png, running_frontend, serving_image
 
 from dsocr import paths
-
-pytestmark = [pytest.mark.server, pytest.mark.engine]
+from tests.helpers import page_png, running_frontend, serving_image
 
 MODEL = "deepseek-ocr"
 PAGE = page_png()
@@ -24,8 +22,12 @@ TINY = str(paths.tiny_model_dir("ocr"))
 
 
 def messages(url: str) -> list[dict]:
-    return [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}},
-                                         {"type": "text", "text": "Free OCR."}]}]
+    return [
+        {
+            "role": "user",
+            "content": [{"type": "image_url", "image_url": {"url": url}}, {"type": "text", "text": "Free OCR."}],
+        }
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -39,8 +41,8 @@ def images():
 def frontend_client(service, tmp_path_factory, **env):
     """An OpenAI client of a new frontend, with the settings `env`, over the session's Triton."""
     log = tmp_path_factory.mktemp("frontend") / "frontend.log"
-    with running_frontend([service.triton_grpc_url], log, {"MODEL": TINY, **env}) as url:
-        yield openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0, timeout=120)
+    with running_frontend([service.triton_grpc_url], log, {"MODEL": TINY, **env}) as frontend:
+        yield frontend.client()
 
 
 def test_image_urls_are_off_by_default(service, tmp_path_factory, images):
@@ -69,8 +71,9 @@ def test_urls_on_still_refuse_private_addresses_and_redirects(service, tmp_path_
 def test_beyond_the_concurrency_limit_is_429_with_retry_after(service, tmp_path_factory):
     data = "data:image/png;base64," + base64.b64encode(PAGE).decode()
     with frontend_client(service, tmp_path_factory, DSOCR_MAX_CONCURRENT_REQUESTS="1") as client:
-        stream = client.chat.completions.create(model=MODEL, messages=messages(data), max_tokens=200,
-                                                stream=True, extra_body={"ignore_eos": True})
+        stream = client.chat.completions.create(
+            model=MODEL, messages=messages(data), max_tokens=200, stream=True, extra_body={"ignore_eos": True}
+        )
         next(iter(stream))  # one request in flight, holding the only slot
         with pytest.raises(openai.RateLimitError) as error:
             client.chat.completions.create(model=MODEL, messages=messages(data), max_tokens=1)

@@ -11,16 +11,13 @@ import re
 import subprocess
 import sys
 
-import pytest
-from helpers import page_png
-
 from dsocr import paths
-
-pytestmark = [pytest.mark.server, pytest.mark.engine]
+from tests.helpers import page_png
 
 SECTION = paths.REPO_ROOT.joinpath("README.md").read_text().split("\n## Calling it\n", 1)[1].split("\n## ", 1)[0]
-EXAMPLES = dict(zip(["curl", "openai-sdk", "tritonclient"], re.findall(r"```(?:bash|python)\n(.*?)```", SECTION, re.S),
-                    strict=True))
+EXAMPLES = dict(
+    zip(["curl", "openai-sdk", "tritonclient"], re.findall(r"```(?:bash|python)\n(.*?)```", SECTION, re.S), strict=True)
+)
 MAX_TOKENS = 8
 
 
@@ -34,8 +31,9 @@ def localised(code: str, service) -> str:
 def run_example(name: str, service, tmp_path) -> str:
     (tmp_path / "page.png").write_bytes(page_png())
     command = ["bash", "-euo", "pipefail", "-c"] if name == "curl" else [sys.executable, "-c"]
-    run = subprocess.run([*command, localised(EXAMPLES[name], service)], cwd=tmp_path, capture_output=True,
-                         text=True, timeout=300)
+    run = subprocess.run(
+        [*command, localised(EXAMPLES[name], service)], cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
     assert run.returncode == 0, run.stderr
     return run.stdout
 

@@ -20,12 +20,19 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
-from helpers import (FRONTEND_ENV, Service, page_png, processes_with_marker, running_frontend, start_service,
-                     stop_service)
 
 from dsocr import paths
-
-pytestmark = [pytest.mark.server, pytest.mark.engine]
+from dsocr.triton.contract import ENSEMBLE
+from tests.helpers import (
+    FRONTEND_ENV,
+    Frontend,
+    Service,
+    page_png,
+    processes_with_marker,
+    running_frontend,
+    start_service,
+    stop_service,
+)
 
 MODEL = "deepseek-ocr"
 PAGE = "data:image/png;base64," + base64.b64encode(page_png()).decode()
@@ -35,13 +42,10 @@ SERVER_FLAGS = ("--no-frontend", f"--unready-exit-s={UNREADY_EXIT_S}")
 FRONTEND = {**FRONTEND_ENV, "MODEL": str(paths.tiny_model_dir("ocr"))}
 
 
-def client(url: str) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0, timeout=120)
-
-
 def ocr(api: openai.OpenAI):
     return api.chat.completions.create(
-        model=MODEL, max_tokens=MAX_TOKENS,
+        model=MODEL,
+        max_tokens=MAX_TOKENS,
         messages=[{"role": "user", "content": [{"type": "image_url", "image_url": {"url": PAGE}}]}],
         extra_body={"resolution_mode": "tiny", "ignore_eos": True},
     )
@@ -49,7 +53,7 @@ def ocr(api: openai.OpenAI):
 
 def successes(server: Service) -> int:
     """Requests the server's ensemble has answered, from Triton's statistics."""
-    stats = httpx.get(f"{server.triton_http_url}/v2/models/deepseek_ocr/stats", timeout=10).json()
+    stats = httpx.get(f"{server.triton_http_url}/v2/models/{ENSEMBLE}/stats", timeout=10).json()
     return int(stats["model_stats"][0]["inference_stats"]["success"]["count"])
 
 
@@ -71,7 +75,7 @@ class Outcome:
 class Load:
     """Clients sending requests back to back through the frontend, until stopped."""
 
-    url: str
+    frontend: Frontend
     clients: int = 3
     outcomes: list[Outcome] = field(default_factory=list)
 
@@ -90,7 +94,7 @@ class Load:
             thread.join(timeout=180)
 
     def _client(self) -> None:
-        api = client(self.url)
+        api = self.frontend.client()
         while not self._stop.is_set():
             started = time.monotonic()
             try:
@@ -108,7 +112,7 @@ class Load:
 @dataclass
 class Cluster:
     servers: list[Service]
-    url: str
+    frontend: Frontend
     logs: Path
 
 
@@ -123,8 +127,8 @@ def cluster(tmp_path_factory):
             servers.append(start_service(logs / f"triton-{name}.log", *SERVER_FLAGS))
             servers[-1].wait_ready()
         urls = [server.triton_grpc_url for server in servers]
-        with running_frontend(urls, logs / "frontend.log", FRONTEND) as url:
-            yield Cluster(servers, url, logs)
+        with running_frontend(urls, logs / "frontend.log", FRONTEND) as frontend:
+            yield Cluster(servers, frontend, logs)
     finally:
         for server in servers:
             if server.process.poll() is None:
@@ -133,7 +137,7 @@ def cluster(tmp_path_factory):
 
 def test_requests_spread_over_both_servers(cluster):
     before = [successes(server) for server in cluster.servers]
-    api = client(cluster.url)
+    api = cluster.frontend.client()
     with ThreadPoolExecutor(4) as pool:
         completions = list(pool.map(lambda _: ocr(api), range(4)))
     assert all(c.choices[0].finish_reason == "length" for c in completions)
@@ -143,7 +147,7 @@ def test_requests_spread_over_both_servers(cluster):
 
 def test_a_server_stopped_and_restarted_under_load_loses_no_request(cluster):
     b = cluster.servers[1]
-    with Load(cluster.url) as load:
+    with Load(cluster.frontend) as load:
         wait_for(lambda: load.served_since(0) >= 3, 120, "the load is being served")
         stopping = time.monotonic()
         # SIGTERM: Triton finishes what it has in flight and refuses what comes
@@ -152,9 +156,16 @@ def test_a_server_stopped_and_restarted_under_load_loses_no_request(cluster):
         stopped = time.monotonic()
         wait_for(lambda: load.served_since(stopped) >= 4, 120, "requests are served with one server down")
 
-        restarted = start_service(b.log_path, *SERVER_FLAGS, ports={
-            "port": b.port, "triton_http_port": b.triton_http_port,
-            "triton_grpc_port": b.triton_grpc_port, "triton_metrics_port": b.triton_metrics_port})
+        restarted = start_service(
+            b.log_path,
+            *SERVER_FLAGS,
+            ports={
+                "port": b.port,
+                "triton_http_port": b.triton_http_port,
+                "triton_grpc_port": b.triton_grpc_port,
+                "triton_metrics_port": b.triton_metrics_port,
+            },
+        )
         cluster.servers[1] = restarted
         restarted.wait_ready()
         wait_for(lambda: successes(restarted) >= 2, 120, "the restarted server takes requests again")
@@ -191,15 +202,18 @@ def test_a_server_whose_engine_dies_goes_not_ready_and_the_rest_keep_serving(clu
         # The vLLM model unloads itself with the ensemble: Triton says not ready...
         wait_for(lambda: httpx.get(b.ready_url, timeout=5).status_code != 200, 30, "the model is not ready")
         # ...and a frontend with only that server answers 503, in OpenAI's shape.
-        wait_for(lambda: httpx.get(f"{b_only}/health/ready", timeout=5).status_code == 503, 30,
-                 "the frontend is not ready")
+        wait_for(
+            lambda: httpx.get(f"{b_only.base_url}/health/ready", timeout=5).status_code == 503,
+            30,
+            "the frontend is not ready",
+        )
         with pytest.raises(openai.APIStatusError) as refused:
-            ocr(client(b_only))
+            ocr(b_only.client())
         assert refused.value.status_code == 503
         assert refused.value.body["message"]
 
     # Through both servers, requests keep being answered (by the other one).
-    assert ocr(client(cluster.url)).choices[0].finish_reason == "length"
+    assert ocr(cluster.frontend.client()).choices[0].finish_reason == "length"
     # serve gives up on a model that stays not ready, so that a restart policy brings a fresh engine.
     assert b.process.wait(timeout=UNREADY_EXIT_S + 60) == 1
     time.sleep(1)

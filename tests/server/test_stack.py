@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from helpers import expected_prompt_ids, page_png, stream_ensemble
 from tritonclient.utils import InferenceServerException
 
 from dsocr import paths
 from dsocr.preprocessing import preprocess_image, resolution_mode
 from dsocr.tiny_models import load_tokenizer
-
-pytestmark = [pytest.mark.server, pytest.mark.engine]
+from tests.helpers import expected_prompt_ids, page_png, stream_ensemble
 
 
 def test_frontend_health_models_and_readiness(service):

@@ -4,7 +4,8 @@ import re
 
 import pytest
 
-from dsocr import contract, paths
+from dsocr import paths
+from dsocr.triton import contract
 
 TENSOR = re.compile(r'\{\s*name:\s*"(\w+)",\s*data_type:\s*(TYPE_\w+)')
 
@@ -19,14 +20,20 @@ def config_as_triton_gives_it(model: str) -> dict:
     return config
 
 
-@pytest.mark.parametrize("model, expected", [("preprocess", contract.PREPROCESS), ("vllm_model", contract.VLLM_MODEL),
-                                             ("deepseek_ocr", contract.ENSEMBLE)])
+@pytest.mark.parametrize(
+    "model, expected",
+    [
+        (contract.PREPROCESS_MODEL, contract.PREPROCESS_TENSORS),
+        (contract.VLLM_MODEL, contract.VLLM_MODEL_TENSORS),
+        (contract.ENSEMBLE, contract.ENSEMBLE_TENSORS),
+    ],
+)
 def test_configs_declare_the_contract(model, expected):
     contract.check(config_as_triton_gives_it(model), expected)
 
 
 def test_a_config_that_drifted_is_refused_naming_it():
-    config = config_as_triton_gives_it("preprocess")
+    config = config_as_triton_gives_it(contract.PREPROCESS_MODEL)
     config["output"][0]["data_type"] = "TYPE_FP32"
     with pytest.raises(contract.ContractError, match="preprocess"):
-        contract.check(config, contract.PREPROCESS)
+        contract.check(config, contract.PREPROCESS_TENSORS)

@@ -13,7 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-
+from deploy import render_k8s
 from dsocr import envs, serve
 
 REPO = Path(__file__).resolve().parents[2]
@@ -21,16 +21,6 @@ DOCKERFILE = REPO / "Dockerfile.triton"
 SERVE_MODULE = "dsocr.serve"
 
 
-def load_renderer():
-    """scripts/render_k8s.py, which is no package."""
-    if "render_k8s" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("render_k8s", REPO / "scripts" / "render_k8s.py")
-        sys.modules["render_k8s"] = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(sys.modules["render_k8s"])
-    return sys.modules["render_k8s"]
-
-
-render_k8s = load_renderer()
 INSTRUCTIONS = render_k8s.dockerfile_instructions(DOCKERFILE)
 
 
@@ -48,7 +38,9 @@ def test_hadolint_passes():
     assert hadolint, "hadolint is not installed: scripts/setup.sh installs requirements/dev-tools.txt"
     result = subprocess.run(
         [hadolint, "--config", str(REPO / "deploy" / "hadolint.yaml"), "--no-color", str(DOCKERFILE)],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 0, result.stdout + result.stderr
 

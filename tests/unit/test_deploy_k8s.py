@@ -3,31 +3,20 @@ Kubernetes schemas (offline), and consistent with the image and the service."""
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import socket
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
+from deploy import render_k8s
 from dsocr import envs, serve
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
 
 
-def load_renderer():
-    """scripts/render_k8s.py, which is no package."""
-    if "render_k8s" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("render_k8s", REPO / "scripts" / "render_k8s.py")
-        sys.modules["render_k8s"] = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(sys.modules["render_k8s"])
-    return sys.modules["render_k8s"]
-
-
-render_k8s = load_renderer()
 RENDERED = render_k8s.render(render_k8s.Deployment(image=render_k8s.default_image()))
 
 
@@ -57,9 +46,10 @@ def mebibytes(quantity: str) -> float:
 def test_checked_in_files_equal_a_fresh_render():
     on_disk = {
         str(path.relative_to(DEPLOY)): path.read_text()
-        for folder in ("k8s", "monitoring") for path in (DEPLOY / folder).glob("*.yaml")
+        for folder in ("k8s", "monitoring")
+        for path in (DEPLOY / folder).glob("*.yaml")
     }
-    assert on_disk == RENDERED, "run: python scripts/render_k8s.py"
+    assert on_disk == RENDERED, "run: python deploy/render_k8s.py"
 
 
 @pytest.fixture
@@ -74,6 +64,7 @@ def no_network(monkeypatch):
 @pytest.mark.parametrize("kubernetes_version", ["1.30", "1.37"])
 def test_manifests_validate_against_the_kubernetes_schemas_offline(kubernetes_version, no_network):
     import kubernetes_validate  # requirements/dev-tools.txt, installed by scripts/setup.sh
+
     resources = manifests()
     assert {doc["kind"] for doc in resources} == {"StatefulSet", "Service", "Deployment", "HorizontalPodAutoscaler"}
     for resource in resources:
@@ -97,8 +88,11 @@ def test_triton_health_ports_and_volumes():
     triton = container(statefulset)
     defaults = serve.parse_args(["--device=gpu"])
     ports = {p["name"]: p["containerPort"] for p in triton["ports"]}
-    assert ports == {"http": defaults.triton_http_port, "grpc": defaults.triton_grpc_port,
-                     "metrics": defaults.triton_metrics_port}
+    assert ports == {
+        "http": defaults.triton_http_port,
+        "grpc": defaults.triton_grpc_port,
+        "metrics": defaults.triton_metrics_port,
+    }
     assert triton["readinessProbe"]["httpGet"] == {"path": "/v2/models/deepseek_ocr/ready", "port": "http"}
     assert triton["livenessProbe"]["httpGet"] == {"path": "/v2/models/deepseek_ocr/ready", "port": "http"}
     startup = triton["startupProbe"]
@@ -145,8 +139,11 @@ def test_every_plain_env_value_is_a_declared_variable():
 def test_autoscaler_metric_is_the_adapter_rule_on_tritons_metrics():
     hpa = by_kind("HorizontalPodAutoscaler")["spec"]
     statefulset = by_kind("StatefulSet")
-    assert hpa["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "StatefulSet",
-                                     "name": statefulset["metadata"]["name"]}
+    assert hpa["scaleTargetRef"] == {
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "name": statefulset["metadata"]["name"],
+    }
     (metric,) = hpa["metrics"]
     assert metric["type"] == "Pods"
     (rule,) = documents("monitoring/prometheus-adapter-values.yaml")[0]["rules"]["custom"]

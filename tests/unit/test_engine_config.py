@@ -38,7 +38,11 @@ def test_environment_overrides_the_file(monkeypatch):
     monkeypatch.setenv("TENSOR_PARALLEL_SIZE", "2")
     args = load_engine_args(SHIPPED)
     assert (args["model"], args["gpu_memory_utilization"], args["max_model_len"], args["tensor_parallel_size"]) == (
-        "/models/ocr2", 0.5, 4096, 2)
+        "/models/ocr2",
+        0.5,
+        4096,
+        2,
+    )
 
 
 def test_bad_override_names_the_variable(monkeypatch):

@@ -18,12 +18,13 @@ import httpx
 import openai
 import pytest
 import uvicorn
-from helpers import free_port
 
+from dsocr.triton.client import Delta
 from openai_frontend.app import create_app
-from openai_frontend.engine import Delta
 from openai_frontend.errors import BadRequest
 from openai_frontend.settings import Settings
+from tests.helpers import free_port, openai_client
+
 
 def image_part(url: str) -> dict:
     return {"type": "image_url", "image_url": {"url": url}}
@@ -38,8 +39,7 @@ PROMPT_TOKENS = 279
 
 
 def deltas(*texts: str, finish: str = "length") -> list[Delta]:
-    return [Delta(text, finish if i == len(texts) - 1 else None, PROMPT_TOKENS, i + 1)
-            for i, text in enumerate(texts)]
+    return [Delta(text, finish if i == len(texts) - 1 else None, PROMPT_TOKENS, i + 1) for i, text in enumerate(texts)]
 
 
 class ScriptedEngine:
@@ -79,8 +79,9 @@ class ScriptedEngine:
 def serving(settings: Settings, engine=None):
     """The app on a loopback port; yields its base URL."""
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(settings, engine=engine), host="127.0.0.1", port=port,
-                                          log_level="warning"))
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(settings, engine=engine), host="127.0.0.1", port=port, log_level="warning")
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
@@ -118,7 +119,7 @@ def base_url(engine_and_url) -> str:
 
 @pytest.fixture
 def client(base_url) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{base_url}/v1", api_key="unused", max_retries=0)
+    return openai_client(base_url)
 
 
 def sse_data(text: str) -> list[str]:
@@ -137,13 +138,17 @@ def openai_error(response: httpx.Response) -> dict:
 
 # --- completions -------------------------------------------------------------
 
+
 def test_non_streaming_completion_passes_the_models_usage_and_finish_reason(engine, client):
     completion = client.chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=2, temperature=0)
     assert completion.choices[0].message.content == "Invoice 42"
     assert completion.choices[0].finish_reason == "length"
-    assert (completion.usage.prompt_tokens, completion.usage.completion_tokens,
-            completion.usage.total_tokens) == (PROMPT_TOKENS, 2, PROMPT_TOKENS + 2)
-    (image, prompt, parameters), = engine.requests
+    assert (completion.usage.prompt_tokens, completion.usage.completion_tokens, completion.usage.total_tokens) == (
+        PROMPT_TOKENS,
+        2,
+        PROMPT_TOKENS + 2,
+    )
+    ((image, prompt, parameters),) = engine.requests
     assert image == IMAGE  # decoded from the data URL, never sent as base64
     assert prompt == "<image>\nFree OCR."
     assert parameters == {"max_tokens": 2, "temperature": 0}
@@ -159,11 +164,17 @@ def test_stream_framing_role_first_finish_last_usage_then_done(engine, base_url)
     assert events[-1] == "[DONE]"
     chunks = [json.loads(event) for event in events[:-1]]
     assert [c["choices"][0]["delta"] for c in chunks[:3]] == [
-        {"role": "assistant", "content": "a"}, {"content": "b"}, {"content": "c"}]
+        {"role": "assistant", "content": "a"},
+        {"content": "b"},
+        {"content": "c"},
+    ]
     assert [c["choices"][0]["finish_reason"] for c in chunks[:3]] == [None, None, "stop"]
     assert chunks[3]["choices"] == []
-    assert chunks[3]["usage"] == {"prompt_tokens": PROMPT_TOKENS, "completion_tokens": 3,
-                                  "total_tokens": PROMPT_TOKENS + 3}
+    assert chunks[3]["usage"] == {
+        "prompt_tokens": PROMPT_TOKENS,
+        "completion_tokens": 3,
+        "total_tokens": PROMPT_TOKENS + 3,
+    }
     assert len({c["id"] for c in chunks}) == 1 and all(c["object"] == "chat.completion.chunk" for c in chunks)
 
 
@@ -175,6 +186,7 @@ def test_stream_without_include_usage_has_no_usage(engine, client):
 
 # --- errors ------------------------------------------------------------------
 
+
 def test_an_error_before_the_first_delta_is_an_http_error(engine, client):
     engine.script = [BadRequest("IMAGE is not a decodable image", code="invalid_request")]
     with pytest.raises(openai.BadRequestError, match="decodable"):
@@ -185,9 +197,14 @@ def test_an_error_after_the_stream_started_is_an_error_event_then_done(engine, b
     engine.script = [*deltas("a", "b")[:1], BadRequest("the model refused mid-way", code="invalid_request")]
     events = sse_data(post(base_url, {"model": MODEL, "messages": MESSAGES, "stream": True}).text)
     assert events[-1] == "[DONE]"
-    assert json.loads(events[-2]) == {"error": {"message": "the model refused mid-way",
-                                                "type": "invalid_request_error", "param": None,
-                                                "code": "invalid_request"}}
+    assert json.loads(events[-2]) == {
+        "error": {
+            "message": "the model refused mid-way",
+            "type": "invalid_request_error",
+            "param": None,
+            "code": "invalid_request",
+        }
+    }
     with pytest.raises(openai.APIError, match="refused mid-way") as error:
         list(client.chat.completions.create(model=MODEL, messages=MESSAGES, stream=True))
     assert error.value.body["code"] == "invalid_request"
@@ -204,19 +221,34 @@ def test_an_unexpected_failure_mid_stream_is_reported_without_internals(engine, 
 IMAGE_URL_OF_1001_BYTES = "data:image/png;base64," + base64.b64encode(bytes(1001)).decode()
 
 
-@pytest.mark.parametrize("change, status, param, code", [
-    ({"model": "gpt-4o"}, 404, "model", "model_not_found"),
-    ({"n": 2}, 400, "n", "invalid_value"),
-    ({"temperature": 5}, 400, "temperature", "invalid_value"),
-    ({"frequency_penalty": 0.5}, 400, "frequency_penalty", "unsupported_parameter"),
-    ({"messages": [{"role": "user", "content": [{"type": "input_audio"}]}]}, 400, "messages[0].content[0]",
-     "invalid_value"),
-    ({"messages": [{"role": "user", "content": "no image"}]}, 400, "messages", "image_count"),
-    ({"messages": [{"role": "user", "content": [image_part(IMAGE_URL_OF_1001_BYTES)]}]},
-     400, "messages[0].content[0].image_url.url", "image_too_large"),
-    ({"messages": [{"role": "user", "content": [image_part("https://a.example/x.png")]}]},
-     400, "messages[0].content[0].image_url.url", "image_url_disabled"),
-])
+@pytest.mark.parametrize(
+    "change, status, param, code",
+    [
+        ({"model": "gpt-4o"}, 404, "model", "model_not_found"),
+        ({"n": 2}, 400, "n", "invalid_value"),
+        ({"temperature": 5}, 400, "temperature", "invalid_value"),
+        ({"frequency_penalty": 0.5}, 400, "frequency_penalty", "unsupported_parameter"),
+        (
+            {"messages": [{"role": "user", "content": [{"type": "input_audio"}]}]},
+            400,
+            "messages[0].content[0]",
+            "invalid_value",
+        ),
+        ({"messages": [{"role": "user", "content": "no image"}]}, 400, "messages", "image_count"),
+        (
+            {"messages": [{"role": "user", "content": [image_part(IMAGE_URL_OF_1001_BYTES)]}]},
+            400,
+            "messages[0].content[0].image_url.url",
+            "image_too_large",
+        ),
+        (
+            {"messages": [{"role": "user", "content": [image_part("https://a.example/x.png")]}]},
+            400,
+            "messages[0].content[0].image_url.url",
+            "image_url_disabled",
+        ),
+    ],
+)
 def test_bad_requests_are_openai_errors_naming_the_field(engine, base_url, change, status, param, code):
     response = post(base_url, {"model": MODEL, "messages": MESSAGES, **change})
     assert response.status_code == status
@@ -236,8 +268,9 @@ def test_sdk_exceptions_per_status(engine, client):
 
 
 def test_malformed_json_unknown_route_and_wrong_method(base_url):
-    response = httpx.post(f"{base_url}/v1/chat/completions", content=b"{not json",
-                          headers={"content-type": "application/json"})
+    response = httpx.post(
+        f"{base_url}/v1/chat/completions", content=b"{not json", headers={"content-type": "application/json"}
+    )
     assert response.status_code == 400 and openai_error(response)["code"] == "invalid_json"
     response = httpx.get(f"{base_url}/v1/nothing")
     assert response.status_code == 404 and "/v1/nothing" in openai_error(response)["message"]
@@ -255,14 +288,16 @@ def test_body_over_the_limit_is_413(engine, client):
 
 # --- disconnects and load ----------------------------------------------------
 
+
 def long_script() -> list[Delta]:
     return deltas(*["token "] * 10_000)
 
 
 def test_a_client_leaving_mid_stream_closes_the_engine_stream(engine, base_url):
     engine.script = long_script()
-    with httpx.stream("POST", f"{base_url}/v1/chat/completions",
-                      json={"model": MODEL, "messages": MESSAGES, "stream": True}) as response:
+    with httpx.stream(
+        "POST", f"{base_url}/v1/chat/completions", json={"model": MODEL, "messages": MESSAGES, "stream": True}
+    ) as response:
         next(response.iter_lines())
     assert engine.closed.wait(timeout=5), "the engine stream outlived the client"
     assert engine.steps_played < 1000
@@ -280,16 +315,19 @@ def test_requests_beyond_the_concurrency_limit_get_429_with_retry_after(engine, 
     engine.script = long_script()
     body = {"model": MODEL, "messages": MESSAGES, "stream": True}
     client = client.with_options(timeout=5)
-    with httpx.Client(timeout=10) as a, httpx.Client(timeout=10) as b:
-        with a.stream("POST", f"{base_url}/v1/chat/completions", json=body) as first, \
-                b.stream("POST", f"{base_url}/v1/chat/completions", json=body) as second:
-            # Kept: dropping a line iterator would close its connection.
-            streams = [first.iter_lines(), second.iter_lines()]
-            assert all(next(lines).startswith("data: ") for lines in streams)
-            with pytest.raises(openai.RateLimitError) as error:
-                client.chat.completions.create(model=MODEL, messages=MESSAGES)
-            assert error.value.response.headers["retry-after"] == "1"
-            assert client.models.list().data  # only generations are counted
+    with (
+        httpx.Client(timeout=10) as a,
+        httpx.Client(timeout=10) as b,
+        a.stream("POST", f"{base_url}/v1/chat/completions", json=body) as first,
+        b.stream("POST", f"{base_url}/v1/chat/completions", json=body) as second,
+    ):
+        # Kept: dropping a line iterator would close its connection.
+        streams = [first.iter_lines(), second.iter_lines()]
+        assert all(next(lines).startswith("data: ") for lines in streams)
+        with pytest.raises(openai.RateLimitError) as error:
+            client.chat.completions.create(model=MODEL, messages=MESSAGES)
+        assert error.value.response.headers["retry-after"] == "1"
+        assert client.models.list().data  # only generations are counted
     engine.script = deltas("ok")
     deadline = time.monotonic() + 5
     while True:  # the slots free as the server notices the two clients left
@@ -306,7 +344,7 @@ def test_triton_unreachable_is_503_and_not_ready():
     with serving(Settings(triton_grpc_url=f"127.0.0.1:{free_port()}")) as url:
         assert httpx.get(f"{url}/health").status_code == 200
         assert httpx.get(f"{url}/health/ready").status_code == 503
-        client = openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0)
+        client = openai_client(url)
         with pytest.raises(openai.InternalServerError) as error:
             client.chat.completions.create(model=MODEL, messages=MESSAGES)
         assert error.value.status_code == 503

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 from tritonclient.utils import InferenceServerException
 
+from dsocr.triton.client import Delta
 from openai_frontend import engine as engine_module
-from openai_frontend.engine import Delta, TritonEngine
+from openai_frontend.engine import TritonEngine
 from openai_frontend.errors import BadRequest, OpenAIError
 
 
@@ -78,7 +79,7 @@ class Triton:
         return _Stream(requests, self)
 
     def cancel(self, request: dict):
-        named = request["inputs"][0]._get_content().decode()  # noqa: SLF001
+        named = request["inputs"][0]._get_content().decode()
         self.cancels.append(named)
         if self.call.answers_cancel and named == self.request_id:
             self.call.push((Result("", "cancelled", 0, 0), None))
@@ -140,8 +141,9 @@ def test_deltas_carry_the_models_counts_and_end_at_the_finish_reason():
 
 def test_responses_that_came_before_the_reader_asked_are_one_delta():
     # A reader that falls behind the engine (a slow client, a busy frontend) catches up in one step.
-    call = Call([(Result("In", "", 279, 1), None), (Result("vo", "", 279, 2), None),
-                 (Result("ice", "stop", 279, 3), None)])
+    call = Call(
+        [(Result("In", "", 279, 1), None), (Result("vo", "", 279, 2), None), (Result("ice", "stop", 279, 3), None)]
+    )
 
     async def read():
         await asyncio.sleep(0)
@@ -230,7 +232,7 @@ def test_a_streamed_model_error_is_raised_as_the_apis_error():
         engine, _ = engine_over(call)
         return [delta async for delta in generate(engine)]
 
-    with pytest.raises(BadRequest, match="^IMAGE is not a decodable image"):
+    with pytest.raises(BadRequest, match=r"^IMAGE is not a decodable image"):
         asyncio.run(read())
 
 

@@ -42,6 +42,7 @@ class Remote:
         def serve(request: httpx.Request) -> httpx.Response:
             self.requests.append(request)
             return handler(request)
+
         return serve
 
     def fetcher(self, policy: ImageURLPolicy, **options) -> ImageFetcher:
@@ -65,17 +66,35 @@ PUBLIC = {"images.example.com": ["93.184.215.14"]}
 OPEN = ImageURLPolicy(enabled=True)
 
 
-@pytest.mark.parametrize("address, public", [
-    ("93.184.215.14", True), ("2606:4700::1111", True),
-    ("10.1.2.3", False), ("172.16.0.1", False), ("192.168.1.1", False), ("127.0.0.1", False),
-    ("169.254.169.254", False), ("0.0.0.0", False), ("100.64.0.1", False), ("224.0.0.1", False),
-    ("::1", False), ("fe80::1%eth0", False), ("fc00::1", False), ("::ffff:127.0.0.1", False),
-    ("::ffff:10.0.0.1", False), ("::ffff:93.184.215.14", True),
-    # IPv6 that a gateway turns into the IPv4 address it carries: NAT64, 6to4, Teredo, IPv4-compatible.
-    ("64:ff9b::7f00:1", False), ("64:ff9b::a9fe:a9fe", False), ("64:ff9b:1::a00:1", False),
-    ("2002:7f00:1::", False), ("2002:a9fe:a9fe::1", False), ("::7f00:1", False),
-    ("2001:0:4136:e378:8000:63bf:80ff:fffe", False),  # Teredo, client 127.0.0.1
-])
+@pytest.mark.parametrize(
+    "address, public",
+    [
+        ("93.184.215.14", True),
+        ("2606:4700::1111", True),
+        ("10.1.2.3", False),
+        ("172.16.0.1", False),
+        ("192.168.1.1", False),
+        ("127.0.0.1", False),
+        ("169.254.169.254", False),
+        ("0.0.0.0", False),
+        ("100.64.0.1", False),
+        ("224.0.0.1", False),
+        ("::1", False),
+        ("fe80::1%eth0", False),
+        ("fc00::1", False),
+        ("::ffff:127.0.0.1", False),
+        ("::ffff:10.0.0.1", False),
+        ("::ffff:93.184.215.14", True),
+        # IPv6 that a gateway turns into the IPv4 address it carries: NAT64, 6to4, Teredo, IPv4-compatible.
+        ("64:ff9b::7f00:1", False),
+        ("64:ff9b::a9fe:a9fe", False),
+        ("64:ff9b:1::a00:1", False),
+        ("2002:7f00:1::", False),
+        ("2002:a9fe:a9fe::1", False),
+        ("::7f00:1", False),
+        ("2001:0:4136:e378:8000:63bf:80ff:fffe", False),  # Teredo, client 127.0.0.1
+    ],
+)
 def test_public_addresses(address, public):
     assert is_public(address) is public
 
@@ -118,8 +137,14 @@ def test_allowlisted_hosts_are_fetched(url):
     assert fetch(remote.fetcher(policy), url) == IMAGE
 
 
-@pytest.mark.parametrize("url", ["https://other.example.com/a.png", "https://scans.example.org.evil.com/a.png",
-                                 "https://evilscans.example.org/a.png"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://other.example.com/a.png",
+        "https://scans.example.org.evil.com/a.png",
+        "https://evilscans.example.org/a.png",
+    ],
+)
 def test_hosts_outside_the_allowlist_are_refused_before_resolution(url):
     policy = ImageURLPolicy(enabled=True, hosts=("images.example.com", "*.scans.example.org"))
     remote = Remote({})
@@ -127,8 +152,9 @@ def test_hosts_outside_the_allowlist_are_refused_before_resolution(url):
     assert remote.resolved == []
 
 
-@pytest.mark.parametrize("addresses", [["10.0.0.7"], ["127.0.0.1"], ["169.254.169.254"], ["::1"],
-                                       ["93.184.215.14", "192.168.0.10"]])
+@pytest.mark.parametrize(
+    "addresses", [["10.0.0.7"], ["127.0.0.1"], ["169.254.169.254"], ["::1"], ["93.184.215.14", "192.168.0.10"]]
+)
 def test_a_host_resolving_to_a_private_address_is_refused_without_connecting(addresses):
     # An allowlisted name is no guarantee: its DNS may point inside.
     remote = Remote({"images.example.com": addresses})
@@ -159,18 +185,19 @@ def redirect_to(location: str):
         if request.url.path == "/a.png":
             return httpx.Response(302, headers={"location": location})
         return image_response(request)
+
     return handler
 
 
 def test_redirects_are_not_followed_by_default():
     remote = Remote(PUBLIC, redirect_to("/b.png"))
-    assert "redirects" in refused(remote.fetcher(OPEN), "https://images.example.com/a.png",
-                                  "image_url_redirect").message
+    assert (
+        "redirects" in refused(remote.fetcher(OPEN), "https://images.example.com/a.png", "image_url_redirect").message
+    )
 
 
 def test_a_followed_redirect_is_checked_again():
-    inside = Remote({**PUBLIC, "internal.example.com": ["10.0.0.5"]},
-                    redirect_to("https://internal.example.com/b.png"))
+    inside = Remote({**PUBLIC, "internal.example.com": ["10.0.0.5"]}, redirect_to("https://internal.example.com/b.png"))
     refused(inside.fetcher(OPEN, max_redirects=3), "https://images.example.com/a.png", "image_url_private_address")
     assert [r.url.path for r in inside.requests] == ["/a.png"]
 
@@ -181,8 +208,9 @@ def test_a_followed_redirect_is_checked_again():
 
 def test_http_error_status_is_named():
     remote = Remote(PUBLIC, lambda request: httpx.Response(404))
-    assert "HTTP 404" in refused(remote.fetcher(OPEN), "https://images.example.com/a.png",
-                                 "image_url_http_status").message
+    assert (
+        "HTTP 404" in refused(remote.fetcher(OPEN), "https://images.example.com/a.png", "image_url_http_status").message
+    )
 
 
 def test_declared_oversized_body_is_refused_unread():
@@ -218,6 +246,7 @@ def test_connection_failure_is_named():
     def unreachable(request: httpx.Request) -> httpx.Response:
         raise httpx.ConnectError("connection refused")
 
-    error = refused(Remote(PUBLIC, unreachable).fetcher(OPEN), "https://images.example.com/a.png",
-                    "image_url_unreachable")
+    error = refused(
+        Remote(PUBLIC, unreachable).fetcher(OPEN), "https://images.example.com/a.png", "image_url_unreachable"
+    )
     assert "connection refused" in error.message

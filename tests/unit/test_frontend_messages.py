@@ -35,11 +35,13 @@ def test_image_before_or_after_the_text_gives_the_same_prompt():
 
 
 def test_texts_of_system_and_user_messages_join_in_order_and_assistant_turns_are_skipped():
-    ocr = to_ocr_request(request(
-        {"role": "system", "content": "Parse the figure."},
-        {"role": "assistant", "content": "earlier answer"},
-        {"role": "user", "content": [text("  Free OCR.  "), image(), text("   ")]},
-    ))
+    ocr = to_ocr_request(
+        request(
+            {"role": "system", "content": "Parse the figure."},
+            {"role": "assistant", "content": "earlier answer"},
+            {"role": "user", "content": [text("  Free OCR.  "), image(), text("   ")]},
+        )
+    )
     assert ocr.prompt == "<image>\nParse the figure.\nFree OCR."
 
 
@@ -47,10 +49,13 @@ def test_an_image_alone_gets_the_default_document_prompt():
     assert to_ocr_request(request({"role": "user", "content": [image()]})).prompt == f"<image>\n{DEFAULT_PROMPT}"
 
 
-@pytest.mark.parametrize("content, count", [
-    ("just text", 0),
-    ([image(), image()], 2),
-])
+@pytest.mark.parametrize(
+    "content, count",
+    [
+        ("just text", 0),
+        ([image(), image()], 2),
+    ],
+)
 def test_exactly_one_image_is_required(content, count):
     with pytest.raises(BadRequest, match=f"exactly one image .* got {count}") as error:
         to_ocr_request(request({"role": "user", "content": content}))
@@ -84,10 +89,13 @@ def test_data_url_decodes_to_the_image_bytes():
     assert decode_data_url(source, max_bytes=1000) == b"\x89PNG image bytes"
 
 
-@pytest.mark.parametrize("url, match", [
-    ("data:image/png,rawbytes", "must be base64"),
-    ("data:image/png;base64,***", "not valid base64"),
-])
+@pytest.mark.parametrize(
+    "url, match",
+    [
+        ("data:image/png,rawbytes", "must be base64"),
+        ("data:image/png;base64,***", "not valid base64"),
+    ],
+)
 def test_bad_data_urls_are_named(url, match):
     with pytest.raises(BadRequest, match=match) as error:
         decode_data_url(ImageSource(url=url, param="messages[0].content[0].image_url.url"), max_bytes=1000)
@@ -108,6 +116,11 @@ def test_decoded_size_is_exact(size):
 
 
 def test_parameters_carry_only_what_was_set_under_the_ensembles_names():
-    body = request({"role": "user", "content": [image()]}, max_completion_tokens=7, temperature=0,
-                   resolution_mode="small", ignore_eos=True)
+    body = request(
+        {"role": "user", "content": [image()]},
+        max_completion_tokens=7,
+        temperature=0,
+        resolution_mode="small",
+        ignore_eos=True,
+    )
     assert body.parameters() == {"max_tokens": 7, "temperature": 0, "resolution_mode": "small", "ignore_eos": True}

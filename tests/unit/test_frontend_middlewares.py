@@ -39,8 +39,9 @@ def scope(path: str = "/v1/chat/completions", headers: dict[str, str] | None = N
 
 async def call(app, scope: dict, chunks: list[bytes] = (b"",)) -> tuple[int, dict, bytes]:
     """Send `chunks` as the body; the response's status, headers and body."""
-    messages = [{"type": "http.request", "body": chunk, "more_body": i < len(chunks) - 1}
-                for i, chunk in enumerate(chunks)]
+    messages = [
+        {"type": "http.request", "body": chunk, "more_body": i < len(chunks) - 1} for i, chunk in enumerate(chunks)
+    ]
     read = []
 
     async def receive():
@@ -75,6 +76,7 @@ def run(coroutine):
 
 # --- body size ---------------------------------------------------------------
 
+
 def test_body_within_the_limit_reaches_the_app_whole():
     app = Echo()
     status, _, body = run(call(BodySizeLimit(app, max_bytes=10), scope(), [b"12345", b"67890"]))
@@ -83,8 +85,7 @@ def test_body_within_the_limit_reaches_the_app_whole():
 
 def test_declared_length_over_the_limit_is_413_before_reading():
     app = Echo()
-    status, _, body = run(call(BodySizeLimit(app, max_bytes=10), scope(headers={"content-length": "11"}),
-                               [bytes(11)]))
+    status, _, body = run(call(BodySizeLimit(app, max_bytes=10), scope(headers={"content-length": "11"}), [bytes(11)]))
     assert status == 413 and app.calls == 0 and call.chunks_read == 0
     error = openai_error(body)
     assert error["code"] == "request_too_large" and "10 bytes" in error["message"]
@@ -101,6 +102,7 @@ def test_streamed_body_over_the_limit_is_413_and_reading_stops():
 
 
 # --- API key -----------------------------------------------------------------
+
 
 @pytest.mark.parametrize("authorization", [None, "Bearer wrong", "Basic secret", "secret", "Bearer secre"])
 def test_requests_without_the_key_are_401(authorization):
@@ -119,13 +121,23 @@ def test_the_key_lets_requests_through(authorization):
     assert status == 200 and app.calls == 1
 
 
-@pytest.mark.parametrize("path, status", [("/health", 200), ("/health/ready", 200), ("/", 200),
-                                          ("/v1/models", 401), ("/docs", 401), ("/health/ready/x", 401)])
+@pytest.mark.parametrize(
+    "path, status",
+    [
+        ("/health", 200),
+        ("/health/ready", 200),
+        ("/", 200),
+        ("/v1/models", 401),
+        ("/docs", 401),
+        ("/health/ready/x", 401),
+    ],
+)
 def test_only_probes_and_the_service_description_are_open(path, status):
     assert run(call(ApiKeyAuth(Echo(), "secret"), scope(path)))[0] == status
 
 
 # --- concurrency -------------------------------------------------------------
+
 
 def test_requests_beyond_the_limit_are_429_with_retry_after_until_a_slot_frees():
     async def scenario():

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from openai_frontend.engine import Delta
+from dsocr.triton.client import Delta
 from openai_frontend.errors import Unavailable
 from openai_frontend.pool import TritonPool
 

@@ -38,8 +38,7 @@ def test_the_body_limit_follows_the_image_limit_unless_set():
     assert Settings(max_image_bytes=3_000_000, max_request_bytes=10).request_byte_limit == 10
 
 
-@pytest.mark.parametrize("flags", [["--port", "x"], ["--max-concurrent-requests", "0"],
-                                   ["--image-url-timeout-s", "0"]])
+@pytest.mark.parametrize("flags", [["--port", "x"], ["--max-concurrent-requests", "0"], ["--image-url-timeout-s", "0"]])
 def test_bad_values_are_refused(flags):
     with pytest.raises(ValueError):
         Settings.from_args(flags)

@@ -1,27 +1,29 @@
-"""From a request's settings to vLLM's SamplingParams, the token counts, and finish reasons."""
+"""From a request's parameters to vLLM's SamplingParams, the token counts, and finish reasons."""
 
 from types import SimpleNamespace
 
 import pytest
 from vllm.sampling_params import RequestOutputKind
 
-from dsocr.generation import (
-    CompletionCounter,
-    GenerationFailed,
-    PromptTokens,
-    finish_reason,
-    sampling_params,
-)
-from dsocr.settings import GenerationSettings
+from dsocr.parameters import GenerationParameters
+from dsocr.triton.generation import CompletionCounter, GenerationFailed, finish_reason, sampling_params
 
-TOKENS = PromptTokens(encode=lambda text: [ord(c) for c in text], image_token_id=7, bos_id=0,
-                      ngram_whitelist=(128, 129))
+WHITELIST = (128, 129)
 
 
 def test_every_setting_reaches_the_sampling_parameters():
-    settings = GenerationSettings(temperature=0.7, top_p=0.9, seed=11, stop=("END", "</doc>"),
-                                  skip_special_tokens=True, ignore_eos=True, ngram_size=20, window_size=50)
-    params = sampling_params(settings, 123, TOKENS)
+    parameters = GenerationParameters(
+        max_tokens=123,
+        temperature=0.7,
+        top_p=0.9,
+        seed=11,
+        stop=("END", "</doc>"),
+        skip_special_tokens=True,
+        ignore_eos=True,
+        ngram_size=20,
+        window_size=50,
+    )
+    params = sampling_params(parameters, WHITELIST)
     assert (params.max_tokens, params.temperature, params.top_p, params.seed) == (123, 0.7, 0.9, 11)
     assert params.stop == ["END", "</doc>"] and params.skip_special_tokens and params.ignore_eos
     assert params.extra_args == {"ngram_size": 20, "window_size": 50, "whitelist_token_ids": [128, 129]}
@@ -29,28 +31,27 @@ def test_every_setting_reaches_the_sampling_parameters():
 
 
 def test_defaults_are_greedy_keep_special_tokens_and_apply_deepseeks_ngram_rule():
-    params = sampling_params(GenerationSettings(), 5, TOKENS)
+    params = sampling_params(GenerationParameters(), WHITELIST)
+    assert params.max_tokens is None  # vLLM's: what the context leaves after the prompt
     assert params.temperature == 0 and not params.skip_special_tokens and not params.ignore_eos
     assert params.extra_args["ngram_size"] == 30 and params.extra_args["window_size"] == 90
 
 
 def test_ngram_size_zero_turns_the_rule_off():
-    assert sampling_params(GenerationSettings(ngram_size=0), 5, TOKENS).extra_args is None
-
-
-def test_prompt_length_counts_bos_text_and_the_image_run():
-    assert TOKENS.count("<image>\nOCR.", 100) == 1 + 100 + len("\nOCR.")
+    assert sampling_params(GenerationParameters(ngram_size=0), WHITELIST).extra_args is None
 
 
 def test_completion_counter_adds_deltas_and_takes_the_engines_prompt_length():
-    counter = CompletionCounter(prompt_tokens=105)
+    counter = CompletionCounter()
     counter.add(SimpleNamespace(prompt_token_ids=list(range(106)), outputs=[SimpleNamespace(token_ids=[1, 2])]))
     counter.add(SimpleNamespace(prompt_token_ids=None, outputs=[SimpleNamespace(token_ids=[3])]))
     assert (counter.prompt_tokens, counter.completion_tokens) == (106, 3)
 
 
-@pytest.mark.parametrize("reason, ours", [(None, None), ("stop", "stop"), ("length", "length"),
-                                          ("abort", "cancelled"), ("repetition", "stop")])
+@pytest.mark.parametrize(
+    "reason, ours",
+    [(None, None), ("stop", "stop"), ("length", "length"), ("abort", "cancelled"), ("repetition", "stop")],
+)
 def test_finish_reasons(reason, ours):
     assert finish_reason(reason) == ours
 

@@ -1,6 +1,6 @@
 """Cancels by Triton request id, including the one that comes before its request."""
 
-from dsocr.inflight import InflightRequests
+from dsocr.triton.inflight import InflightRequests
 
 
 class Clock:

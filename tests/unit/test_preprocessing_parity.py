@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image, ImageOps
+from vllm.transformers_utils.processors import deepseek_ocr as processor_module  # the reference
 
 from dsocr.preprocessing import (
     PromptError,
@@ -25,8 +26,6 @@ from dsocr.preprocessing import (
 )
 from dsocr.preprocessing.normalize import normalize
 from dsocr.tiny_models import build_tokenizer, load_tokenizer
-from vllm.transformers_utils.processors import deepseek_ocr as processor_module  # the reference
-
 
 PROMPT = "<image>\n<|grounding|>Convert the document to markdown."
 STRATEGY = {"ocr": "v1", "ocr2": "v2"}

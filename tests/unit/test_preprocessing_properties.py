@@ -7,12 +7,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
+from vllm.transformers_utils.processors import deepseek_ocr as processor_module  # the reference
 
 from dsocr.preprocessing import image_token_count, image_views, resolution_mode, spatial_crop
 from dsocr.preprocessing.tiles import candidate_grids, choose_grid
 from dsocr.preprocessing.views import PAD_GREY, fitted_size
-from vllm.transformers_utils.processors import deepseek_ocr as processor_module  # the reference
-
 
 FAMILY_MODES = [
     ("ocr", "tiny"),

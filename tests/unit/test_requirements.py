@@ -13,7 +13,9 @@ def pins(path) -> dict[str, str]:
     return dict(re.findall(r"^([A-Za-z0-9_.\[\]-]+)==(\S+)", path.read_text(), re.M))
 
 
-@pytest.mark.parametrize("source, locks", [("cpu.in", ["cpu.lock"]), ("gpu.in", ["gpu-py3.11.lock", "gpu-py3.12.lock"])])
+@pytest.mark.parametrize(
+    "source, locks", [("cpu.in", ["cpu.lock"]), ("gpu.in", ["gpu-py3.11.lock", "gpu-py3.12.lock"])]
+)
 def test_each_lock_pins_its_inputs(source, locks):
     wanted = pins(REQUIREMENTS / source) | pins(REQUIREMENTS / "common.txt")
     wanted = {name.split("[")[0]: version for name, version in wanted.items()}

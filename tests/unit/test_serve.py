@@ -12,9 +12,8 @@ import sys
 import textwrap
 from pathlib import Path
 
-from helpers import free_port
-
 from dsocr import serve as serve_module
+from tests.helpers import free_port
 
 # Aborts (SIGABRT, as Triton's uncaught boost exception does) on its first
 # `aborts` starts, then answers readiness on --http-port until SIGTERM.
@@ -50,11 +49,21 @@ def serve(tmp_path: Path, aborts: int, dies_after_s: int | None = None) -> tuple
     first); its output and tritonserver's start count."""
     starts = tmp_path / "starts"
     stand_in = tmp_path / "tritonserver"
-    stand_in.write_text(STAND_IN.format(python=sys.executable, starts=str(starts), aborts=aborts,
-                                        dies_after_s=dies_after_s))
+    stand_in.write_text(
+        STAND_IN.format(python=sys.executable, starts=str(starts), aborts=aborts, dies_after_s=dies_after_s)
+    )
     stand_in.chmod(0o755)
-    command = [sys.executable, "-m", "dsocr.serve", "--no-frontend", "--device=cpu", "--model=unused",
-               f"--tritonserver={stand_in}", f"--triton-http-port={free_port()}", "--ready-timeout-s=30"]
+    command = [
+        sys.executable,
+        "-m",
+        "dsocr.serve",
+        "--no-frontend",
+        "--device=cpu",
+        "--model=unused",
+        f"--tritonserver={stand_in}",
+        f"--triton-http-port={free_port()}",
+        "--ready-timeout-s=30",
+    ]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines = []
     for line in process.stdout:

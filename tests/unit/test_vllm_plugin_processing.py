@@ -9,7 +9,6 @@ sizes (or of the two paths) are never batched into one encoder call.
 from __future__ import annotations
 
 import pytest
-from helpers import expected_prompt_ids
 import torch
 from PIL import Image
 
@@ -19,6 +18,7 @@ from dsocr.preprocessing.normalize import normalize
 from dsocr.tiny_models import FAMILIES, IMAGE_TOKEN, build_tiny_model
 from dsocr.vllm_plugin import ENGINE_ARGS, image_data, register
 from dsocr.vllm_plugin.geometry import family_modes
+from tests.helpers import expected_prompt_ids
 
 PROMPT = f"{IMAGE_TOKEN}\nFree OCR."
 # (width, height): no tiles in any mode; 2 x 3, 1 x 2 and 9 x 1 Gundam grids.
@@ -63,7 +63,9 @@ def test_image_data_of_every_mode_gets_the_predicted_prompt(processor):
         for mode in family_modes(family):
             views = image_views(image, mode)
             output = process(built, image_data(views))
-            assert output["prompt_token_ids"] == expected_prompt_ids(built.info.get_tokenizer(), PROMPT, views.num_image_tokens), (mode, size)
+            assert output["prompt_token_ids"] == expected_prompt_ids(
+                built.info.get_tokenizer(), PROMPT, views.num_image_tokens
+            ), (mode, size)
 
 
 def test_a_pil_image_gets_the_prompt_of_its_gundam_views(processor):

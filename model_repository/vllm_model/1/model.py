@@ -1,12 +1,11 @@
 """vLLM model: preprocessed views in, one streamed response per engine step out.
 
-Tensor contract (also in config.pbtxt):
+Tensor contract (also in config.pbtxt; names and types: dsocr.triton.contract):
   inputs   PROMPT             UINT8 [n]           UTF-8 prompt with one "<image>"
            GLOBAL_VIEW        UINT8 [1, 3, B, B]  from `preprocess`
            TILES              UINT8 [t, 3, T, T]  from `preprocess` (t may be 0)
            SPATIAL_CROP       INT64 [1, 2]        from `preprocess`
-           NUM_IMAGE_TOKENS   INT32 [1]           from `preprocess`
-           PARAMETERS         UINT8 [n]           UTF-8 JSON (dsocr.settings); empty: defaults
+           PARAMETERS         UINT8 [n]           UTF-8 JSON (dsocr.parameters); empty: defaults
            CANCEL             UINT8 [n]           control request, alone: abort the generation of the
                                                   request with this (Triton) request id; answered
                                                   with one final response, FINISH_REASON "cancelled"
@@ -28,7 +27,7 @@ is cancelled: seen directly (`is_cancelled`, a gRPC stream cancelled on this
 model) or through a CANCEL request naming its request id, which is how a
 client of the ensemble stops it (Triton does not pass cancellation on to an
 ensemble step that is already running). A CANCEL that comes before its
-request is kept for a minute (dsocr.inflight). Engine arguments: engine.json
+request is kept for a minute (dsocr.triton.inflight). Engine arguments: engine.json
 next to this file, overridden by MODEL, GPU_MEMORY_UTILIZATION,
 MAX_MODEL_LEN, TENSOR_PARALLEL_SIZE.
 
@@ -53,12 +52,12 @@ locale.setlocale(locale.LC_CTYPE, "C.UTF-8")
 import numpy as np  # noqa: E402
 import triton_python_backend_utils as pb_utils  # noqa: E402
 
-from dsocr import contract  # noqa: E402
-from dsocr import triton_tensors as tt  # noqa: E402
 from dsocr.engine_config import load_engine_args  # noqa: E402
-from dsocr.inflight import InflightRequests  # noqa: E402
-from dsocr.model_errors import ENGINE_DEAD, SERVER_FAULT  # noqa: E402
-from dsocr.settings import parse_settings  # noqa: E402
+from dsocr.parameters import parse_parameters  # noqa: E402
+from dsocr.triton import contract  # noqa: E402
+from dsocr.triton import tensors as tt  # noqa: E402
+from dsocr.triton.errors import ENGINE_DEAD, SERVER_FAULT  # noqa: E402
+from dsocr.triton.inflight import InflightRequests  # noqa: E402
 
 ENGINE_CONFIG = Path(__file__).with_name("engine.json")
 HEALTH_CHECK_INTERVAL_S = 1.0
@@ -106,14 +105,13 @@ class TritonPythonModel:
     def initialize(self, args):
         from vllm.platforms import current_platform
 
-        contract.check(args["model_config"], contract.VLLM_MODEL)
+        contract.check(args["model_config"], contract.VLLM_MODEL_TENSORS)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="vllm-loop", daemon=True)
         self._thread.start()
         engine_args = load_engine_args(ENGINE_CONFIG, on_cpu=current_platform.is_cpu())
         pb_utils.Logger.log_info(f"vllm_model: engine arguments {engine_args}")
-        self._engine, self._tokens = self._run(self._start_engine(engine_args))
-        self._max_model_len = self._engine.model_config.max_model_len
+        self._engine, self._ngram_whitelist = self._run(self._start_engine(engine_args))
         # Touched only on the engine loop's thread.
         self._inflight = InflightRequests()
         self._name = args["model_name"]
@@ -123,8 +121,8 @@ class TritonPythonModel:
         from vllm import AsyncEngineArgs
         from vllm.v1.engine.async_llm import AsyncLLM
 
-        from dsocr.generation import PromptTokens
-        from dsocr.triton_metrics import TritonStatLogger
+        from dsocr.triton.generation import ngram_whitelist
+        from dsocr.triton.metrics import TritonStatLogger
         from dsocr.vllm_plugin import ENGINE_ARGS
 
         def stat_logger(vllm_config, engine_index=0):
@@ -132,8 +130,10 @@ class TritonPythonModel:
             return self._stat_loggers[-1]
 
         self._stat_loggers = []
-        engine = AsyncLLM.from_engine_args(AsyncEngineArgs(**{**engine_args, **ENGINE_ARGS}), stat_loggers=[stat_logger])
-        return engine, PromptTokens.from_tokenizer(engine.get_tokenizer())
+        engine = AsyncLLM.from_engine_args(
+            AsyncEngineArgs(**{**engine_args, **ENGINE_ARGS}), stat_loggers=[stat_logger]
+        )
+        return engine, ngram_whitelist(engine.get_tokenizer())
 
     def _run(self, coroutine):
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
@@ -179,7 +179,7 @@ class TritonPythonModel:
         from vllm.exceptions import VLLMClientError
         from vllm.v1.engine.exceptions import EngineDeadError
 
-        from dsocr.generation import finish_reason
+        from dsocr.triton.generation import finish_reason
 
         stream = ResponseStream(request)
         request_id = uuid.uuid4().hex  # client ids need not be unique; the engine's must
@@ -200,8 +200,9 @@ class TritonPythonModel:
                 counter.add(output)
                 step = output.outputs[0]
                 stream.send(
-                    output_response(step.text, finish_reason(step.finish_reason), counter.prompt_tokens,
-                                    counter.completion_tokens),
+                    output_response(
+                        step.text, finish_reason(step.finish_reason), counter.prompt_tokens, counter.completion_tokens
+                    ),
                     final=output.finished,
                 )
         except (ValueError, VLLMClientError) as exc:  # the request's fault: ours, or vLLM's validation
@@ -217,21 +218,18 @@ class TritonPythonModel:
 
     def _engine_request(self, request):
         """(engine inputs, sampling parameters, token counter) of one request; ValueError if it is bad."""
-        from dsocr.generation import CompletionCounter, sampling_params
+        from dsocr.triton.generation import CompletionCounter, sampling_params
         from dsocr.vllm_plugin import views_data
 
         prompt = tt.input_text(request, "PROMPT")
-        num_image_tokens = int(tt.input_tensor(request, "NUM_IMAGE_TOKENS")[0])
         image = views_data(
             tt.input_tensor(request, "GLOBAL_VIEW")[0],
             tt.input_tensor(request, "TILES"),
             tt.input_tensor(request, "SPATIAL_CROP"),
         )
-        settings = parse_settings(tt.input_bytes(request, "PARAMETERS")).generation
-        counter = CompletionCounter(self._tokens.count(prompt, num_image_tokens))
-        params = sampling_params(settings, settings.max_tokens_for(counter.prompt_tokens, self._max_model_len),
-                                 self._tokens)
-        return {"prompt": prompt, "multi_modal_data": {"image": image}}, params, counter
+        parameters = parse_parameters(tt.input_bytes(request, "PARAMETERS")).generation
+        params = sampling_params(parameters, self._ngram_whitelist)
+        return {"prompt": prompt, "multi_modal_data": {"image": image}}, params, CompletionCounter()
 
     def finalize(self):
         # Shutting the engine down ends its EngineCore process; without it the

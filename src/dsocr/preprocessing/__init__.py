@@ -11,15 +11,13 @@ applied where the model runs; nothing here imports torch.
 
 from .decode import SUPPORTED_FORMATS, DecodeLimits, decode_image
 from .errors import ImageError, PreprocessError, PromptError
-from .modes import FAMILIES, MODES, ResolutionMode, resolution_mode
+from .modes import ResolutionMode, resolution_mode
 from .pipeline import PreprocessedImage, image_views, preprocess_image, preprocess_request, warm_up
 from .prompt import IMAGE_PLACEHOLDER, check_placeholders, prompt_token_ids
 from .tiles import image_token_count, spatial_crop
 
 __all__ = [
-    "FAMILIES",
     "IMAGE_PLACEHOLDER",
-    "MODES",
     "SUPPORTED_FORMATS",
     "DecodeLimits",
     "ImageError",

@@ -2,17 +2,11 @@
 
 from __future__ import annotations
 
+from dsocr.errors import RequestError
 
-class PreprocessError(ValueError):
-    """A client error in the request's images or prompt (answer 400, never 500).
 
-    `code` names the problem in a stable, machine-readable way; the message
-    says it in words for the client.
-    """
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
+class PreprocessError(RequestError, ValueError):
+    """A client error in the request's images or prompt (answer 400, never 500)."""
 
 
 class ImageError(PreprocessError):

@@ -40,6 +40,7 @@ class PreprocessedImage:
 # thread does the other half. The passes release the GIL, so they run on two
 # cores at once when a second core is free; under full load they only take
 # turns, costing no extra work. Shared by all callers.
+DEFAULT_LIMITS = DecodeLimits()
 _RESIZE_WORKERS = ThreadPoolExecutor(max_workers=2, thread_name_prefix="dsocr-resize")
 
 
@@ -81,7 +82,7 @@ def warm_up() -> None:
 
 
 def preprocess_image(
-    data: bytes, mode: ResolutionMode, limits: DecodeLimits = DecodeLimits(), *, parallel: bool = True
+    data: bytes, mode: ResolutionMode, limits: DecodeLimits = DEFAULT_LIMITS, *, parallel: bool = True
 ) -> PreprocessedImage:
     """Decode one encoded image and make its views. Raises ImageError for a bad image.
 
@@ -94,7 +95,7 @@ def preprocess_request(
     prompt: str,
     images: Sequence[bytes],
     mode: ResolutionMode,
-    limits: DecodeLimits = DecodeLimits(),
+    limits: DecodeLimits = DEFAULT_LIMITS,
     *,
     parallel: bool = True,
 ) -> list[PreprocessedImage]:

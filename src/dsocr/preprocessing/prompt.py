@@ -37,7 +37,7 @@ def prompt_token_ids(
     check_placeholders(prompt, len(image_token_counts))
     texts = prompt.split(IMAGE_PLACEHOLDER)
     ids = [bos_id]
-    for text, count in zip(texts, image_token_counts):
+    for text, count in zip(texts, image_token_counts, strict=False):  # the last text follows no image
         ids += encode(text)
         ids += [image_token_id] * count
     ids += encode(texts[-1])

@@ -118,7 +118,7 @@ def resize_all(image: Image.Image, resizes: Sequence[Resize], workers: Executor 
     fast = [_fast_path_applies(image.size, resize.size) for resize in resizes]
     pixels = _rgbx_pixels(image) if any(fast) else None
     plans = []
-    for resize, is_fast in zip(resizes, fast):
+    for resize, is_fast in zip(resizes, fast, strict=True):
         if is_fast and pixels is not None:
             plans.append(_Plan(image.size, resize))
         else:
@@ -131,14 +131,11 @@ def resize_all(image: Image.Image, resizes: Sequence[Resize], workers: Executor 
     begin, end = min(plan.top for plan in plans), max(plan.bottom for plan in plans)
     _split(workers, begin, end, lambda start, stop: kernels.horizontal_passes(pixels, passes, start, stop))
     for plan in plans:
-        _split(
-            workers,
-            0,
-            plan.first_rows.shape[0],
-            lambda start, stop: kernels.vertical_pass(
-                plan.intermediate, plan.first_rows, plan.row_weights, plan.grid, start, stop
-            ),
-        )
+        _split(workers, 0, plan.first_rows.shape[0], functools.partial(_vertical_pass, kernels, plan))
+
+
+def _vertical_pass(kernels, plan: _Plan, start: int, stop: int) -> None:
+    kernels.vertical_pass(plan.intermediate, plan.first_rows, plan.row_weights, plan.grid, start, stop)
 
 
 class _Plan:
@@ -244,5 +241,5 @@ def _rgbx_pixels(image: Image.Image) -> np.ndarray | None:
     if bytes_.length != image.width * image.height * 4 or bytes_.offset != 0:
         return None
     buffer = (ctypes.c_uint32 * (image.width * image.height)).from_address(bytes_.buffers[1])
-    buffer._export = exported  # released when the array's base goes
-    return np.frombuffer(buffer, np.uint32).reshape(image.height, image.width)
+    buffer._export = exported  # type: ignore[attr-defined]  # kept alive with the buffer, released with it
+    return np.frombuffer(memoryview(buffer), np.uint32).reshape(image.height, image.width)

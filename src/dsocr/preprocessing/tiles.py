@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 
 from .modes import ResolutionMode
 
 NO_TILES = (1, 1)
 
 
-@lru_cache(maxsize=None)
+@cache
 def candidate_grids(min_crops: int, max_crops: int) -> tuple[tuple[int, int], ...]:
     """Every (columns, rows) grid with between min_crops and max_crops tiles,
     fewest tiles first.

@@ -10,20 +10,20 @@ from __future__ import annotations
 
 from functools import cache
 
-# The preprocessing's own tables: which modes each family offers, and the most
-# tiles its encoder accepts per image.
-from dsocr.preprocessing.modes import _FAMILY_MODES, _MAX_CROPS_LIMIT, MIN_CROPS, ResolutionMode, resolution_mode
+from dsocr import families
+from dsocr.families import MIN_CROPS
+from dsocr.preprocessing.modes import TILED, ResolutionMode, resolution_mode
 from dsocr.preprocessing.tiles import NO_TILES, candidate_grids, image_token_count
 
 
 @cache
-def family_modes(family: str) -> tuple[ResolutionMode, ...]:
+def family_modes(family_key: str) -> tuple[ResolutionMode, ...]:
     """Every mode of a family, Gundam bounded by the family's tile limit (the
     most any request may ask for), so a view geometry is judged by what the
     model accepts, not by one request's max_crops."""
+    served = families.family(family_key)
     return tuple(
-        resolution_mode(family, name, _MAX_CROPS_LIMIT[family] if name == "gundam" else None)
-        for name in _FAMILY_MODES[family]
+        resolution_mode(family_key, name, served.max_crops_limit if name == TILED else None) for name in served.modes
     )
 
 

@@ -8,6 +8,8 @@ own processor hands over for a PIL image, whose float views pass untouched.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from vllm.config import VllmConfig
 from vllm.model_executor.models.deepseek_ocr import DeepseekOCRDummyInputsBuilder, DeepseekOCRForCausalLM
@@ -27,7 +29,13 @@ def encoder_pixels(views: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return normalize(views).to(dtype)
 
 
-class ViewsModel:
+if TYPE_CHECKING:  # what the mixin below is mixed into
+    from vllm.model_executor.models.deepseek_ocr import DeepseekOCRForCausalLM as _Model
+else:
+    _Model = object
+
+
+class ViewsModel(_Model):
     """Mixed in before a DeepSeek-OCR model class."""
 
     def __init__(self, *, vllm_config: VllmConfig, prefix: str = "") -> None:

@@ -15,6 +15,7 @@ into one tensor; nor are they batched with PIL items, which lack the field.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, ClassVar
 
 import torch
 from vllm.model_executor.models.deepseek_ocr import DeepseekOCRMultiModalProcessor, DeepseekOCRProcessingInfo
@@ -50,7 +51,8 @@ def views_fields(views: Mapping[str, torch.Tensor]) -> dict[str, MultiModalField
 
 def item_token_count(family: str, item: Mapping[str, torch.Tensor]) -> int:
     """The `<image>` tokens of one image item of checked data."""
-    crop = tuple(int(side) for side in item[SPATIAL_CROPS].tolist())
+    columns, rows = (int(side) for side in item[SPATIAL_CROPS].tolist())
+    crop = (columns, rows)
     return views_token_count(family, item[GLOBAL_VIEWS].shape[-1], item[TILES].shape[-1], crop)
 
 
@@ -59,7 +61,9 @@ class ViewsDataParser(MultiModalDataParser):
 
     # Every view sizes the `<image>` run (its side and its tile count), so
     # none is optional, not even on an embedding-cache consumer.
-    embedding_fields = {"image": {GLOBAL_VIEWS: "metadata", TILES: "metadata", SPATIAL_CROPS: "metadata"}}
+    embedding_fields: ClassVar[dict[str, dict[str, str]]] = {
+        "image": {GLOBAL_VIEWS: "metadata", TILES: "metadata", SPATIAL_CROPS: "metadata"}
+    }
 
     def __init__(self, family: str, **kwargs) -> None:
         super().__init__(**kwargs)
@@ -80,7 +84,14 @@ class ViewsDataParser(MultiModalDataParser):
         )
 
 
-class ViewsProcessingInfo:
+if TYPE_CHECKING:  # what the mixins below are mixed into
+    from vllm.model_executor.models.deepseek_ocr import DeepseekOCRMultiModalProcessor as _Processor
+    from vllm.model_executor.models.deepseek_ocr import DeepseekOCRProcessingInfo as _ProcessingInfo
+else:
+    _ProcessingInfo = _Processor = object
+
+
+class ViewsProcessingInfo(_ProcessingInfo):
     """Mixed in before a DeepSeek-OCR processing info; `family` names the model family."""
 
     family: str
@@ -98,7 +109,7 @@ class ViewsProcessingInfo:
         return {"image": min(max_image_tokens(self.family), seq_len)}
 
 
-class ViewsProcessor:
+class ViewsProcessor(_Processor):
     """Mixed in before a DeepSeek-OCR multimodal processor."""
 
     def _get_mm_fields_config(self, hf_inputs, hf_processor_mm_kwargs) -> Mapping[str, MultiModalFieldConfig]:

@@ -26,7 +26,7 @@ machine (where ours may use a second core); CPU seconds per image (all the
 side's threads) is what bounds throughput once every core is busy, as with N
 Triton instances under load. A second thread cannot help the latter.
 
-    python scripts/bench_preprocess.py [--family ocr|ocr2] [--repeat 5] [--threads 1]
+    python -m benchmarks.preprocess [--family ocr|ocr2] [--repeat 5] [--threads 1]
 """
 
 from __future__ import annotations
@@ -43,11 +43,12 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from PIL import Image, ImageOps
 
-from benchkit import report, systems
-from benchkit.images import A4_INCHES, Sample, encoded, phone_photo, text_page
+from benchmarks.benchkit import report, systems
+from benchmarks.benchkit.images import A4_INCHES, Sample, encoded, phone_photo, text_page
 
 PROMPT = "<image>\n<|grounding|>Convert the document to markdown."
 STRATEGY = {"ocr": "v1", "ocr2": "v2"}
@@ -128,7 +129,7 @@ def time_breakdown(process, samples: list[Sample]) -> dict[str, float]:
         process(sample.data)
     profiler.disable()
     # (file, line, name) -> (calls, calls, own seconds, cumulative seconds, {caller: (.., .., .., cumulative)})
-    entries = pstats.Stats(profiler).stats
+    entries = pstats.Stats(profiler).stats  # type: ignore[attr-defined]  # the raw table pstats keeps, undeclared
 
     def keys(file: str, name: str) -> list:
         return [key for key in entries if key[0].endswith(file) and key[2] == name]
@@ -176,23 +177,26 @@ class SideProcess:
 
     def __init__(self, side: str, args: argparse.Namespace, samples_file: Path, tokenizer_dir: Path) -> None:
         command = [
-            sys.executable, __file__, "--child", side, "--family", args.family, "--max-crops", str(args.max_crops),
-            "--threads", str(args.threads), "--samples", str(samples_file), "--tokenizer-dir", str(tokenizer_dir),
+            sys.executable, "-m", __spec__.name, "--child", side, "--family", args.family,
+            "--max-crops", str(args.max_crops), "--threads", str(args.threads),
+            "--samples", str(samples_file), "--tokenizer-dir", str(tokenizer_dir),
         ]  # fmt: skip
         self.process = subprocess.Popen(
             command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env={**os.environ, **MALLOC_ENV}
         )
+        assert self.process.stdin is not None and self.process.stdout is not None  # both piped
+        self._requests, self._replies = self.process.stdin, self.process.stdout
         self._reply()  # ready
 
     def _reply(self) -> str:
-        for line in self.process.stdout:
+        for line in self._replies:
             if line.startswith(REPLY):
                 return line[len(REPLY) :].strip()
         sys.exit(f"benchmark process exited with {self.process.wait()}")
 
     def _ask(self, request: str) -> str:
-        self.process.stdin.write(request + "\n")
-        self.process.stdin.flush()
+        self._requests.write(request + "\n")
+        self._requests.flush()
         return self._reply()
 
     def seconds(self, index: int) -> tuple[float, float]:
@@ -204,7 +208,7 @@ class SideProcess:
         return json.loads(self._ask("breakdown"))
 
     def close(self) -> None:
-        self.process.stdin.close()
+        self._requests.close()
         self.process.wait()
 
 
@@ -225,7 +229,7 @@ def best_seconds(sides: list[SideProcess], samples: list[Sample], repeat: int) -
     per_side = []
     for side_best in best:
         seconds: dict[str, dict[str, float]] = {"wall": {}, "cpu": {}}
-        for sample, (wall, cpu) in zip(samples, side_best):
+        for sample, (wall, cpu) in zip(samples, side_best, strict=True):
             seconds["wall"][sample.name] = seconds["wall"].get(sample.name, 0.0) + wall
             seconds["cpu"][sample.name] = seconds["cpu"].get(sample.name, 0.0) + cpu
         per_side.append(seconds)
@@ -268,7 +272,8 @@ def transfer_sizes() -> dict[str, int]:
     for family, tiles in (("ocr", 6), ("ocr", 9), ("ocr2", 6)):
         mode = resolution_mode(family, "gundam", tiles)
         sizes[f"{family}: global {mode.base_size}^2 + {tiles} x {mode.tile_size}^2"] = (
-            3 * mode.base_size**2 + tiles * 3 * mode.tile_size**2)
+            3 * mode.base_size**2 + tiles * 3 * mode.tile_size**2
+        )
     return sizes
 
 
@@ -293,9 +298,17 @@ def main(argv: list[str] | None = None) -> dict:
 
     samples = make_samples()[: args.only]
     device = systems.detect_device()
-    data = {"machine": systems.machine_description(device), "conditions": {"before": report.machine_conditions()},
-            "settings": {"family": args.family, "max_crops": args.max_crops, "repeat": args.repeat,
-                         "threads": args.threads, "images": len(samples)}}
+    data: dict[str, Any] = {
+        "machine": systems.machine_description(device),
+        "conditions": {"before": report.machine_conditions()},
+        "settings": {
+            "family": args.family,
+            "max_crops": args.max_crops,
+            "repeat": args.repeat,
+            "threads": args.threads,
+            "images": len(samples),
+        },
+    }
     with tempfile.TemporaryDirectory() as scratch:
         tokenizer_dir = build_tokenizer(Path(scratch))
         samples_file = Path(scratch) / "samples.pickle"
@@ -303,16 +316,21 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"{len(samples)} images, Gundam ({args.family}, max {args.max_crops} tiles), best of {args.repeat} "
               f"passes per image, torch threads {args.threads}, each side in its own process")  # fmt: skip
         sides = [SideProcess(side, args, samples_file, tokenizer_dir) for side in SIDES]
-        seconds = dict(zip(SIDES, best_seconds(sides, samples, args.repeat)))
-        breakdowns = {name: side.breakdown() for name, side in zip(SIDES, sides) if name != "ours"}
+        seconds = dict(zip(SIDES, best_seconds(sides, samples, args.repeat), strict=True))
+        breakdowns = {name: side.breakdown() for name, side in zip(SIDES, sides, strict=True) if name != "ours"}
         for side in sides:
             side.close()
         check_identical(samples, args.family, args.max_crops, tokenizer_dir)
     counts: dict[str, int] = {}
     for sample in samples:
         counts[sample.name] = counts.get(sample.name, 0) + 1
-    data.update(counts=counts, seconds=seconds, breakdowns=breakdowns, view_bytes=transfer_sizes(),
-                shared_work=list(SHARED_WORK))
+    data.update(
+        counts=counts,
+        seconds=seconds,
+        breakdowns=breakdowns,
+        view_bytes=transfer_sizes(),
+        shared_work=list(SHARED_WORK),
+    )
     data["conditions"]["after"] = report.machine_conditions()
     report.save("preprocess", device, data, args.results_dir)
     report.render(args.results_dir, args.report)

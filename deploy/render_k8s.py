@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Kubernetes manifests for the GPU image, rendered from what the image and the service declare.
 
-    python scripts/render_k8s.py [--image REGISTRY/dsocr:TAG] [--out deploy]
+    python deploy/render_k8s.py [--image REGISTRY/dsocr:TAG] [--out deploy]
 
 Nothing here restates a port, a path or a default; each comes from where it is defined:
   Dockerfile.triton                         install directory, HF cache path
@@ -34,15 +34,15 @@ from pathlib import Path, PurePosixPath
 import yaml
 
 from dsocr import envs, paths, serve
-from dsocr.engine_config import _OVERRIDES as ENGINE_ENV  # variable -> (engine.json key, parser)
+from dsocr.engine_config import ENV_OVERRIDES, engine_json
+from dsocr.triton import contract
 
 REPO_ROOT = paths.REPO_ROOT
 
 DOCKERFILE = REPO_ROOT / "Dockerfile.triton"
-ENGINE_JSON = paths.MODEL_REPOSITORY / "vllm_model" / "1" / "engine.json"
 OUT_DIR = REPO_ROOT / "deploy"
 HEADER = (
-    "# Rendered by scripts/render_k8s.py from Dockerfile.triton, src/dsocr/serve.py,\n"
+    "# Rendered by deploy/render_k8s.py from Dockerfile.triton, src/dsocr/serve.py,\n"
     "# src/dsocr/envs.py and engine.json. Edit those (or the script) and render again.\n"
 )
 
@@ -135,7 +135,7 @@ def read_sources() -> Sources:
         triton_flags=tuple(serve.TRITON_FLAGS),
         ready_timeout_s=defaults.ready_timeout_s,
         stop_grace_s=defaults.stop_grace_s,
-        engine={k: v for k, v in json.loads(ENGINE_JSON.read_text()).items() if k != "on_cpu"},
+        engine={k: v for k, v in json.loads(engine_json().read_text()).items() if k != "on_cpu"},
     )
 
 
@@ -144,6 +144,7 @@ def default_image() -> str:
 
 
 # --- building blocks ---------------------------------------------------------
+
 
 def labels(d: Deployment, component: str) -> dict:
     return {"app.kubernetes.io/name": d.name, "app.kubernetes.io/component": component}
@@ -168,7 +169,7 @@ def triton_name(d: Deployment) -> str:
 
 def engine_env(s: Sources) -> dict[str, str]:
     """The engine's file defaults, written out so that each is one edit away."""
-    return {variable: s.engine[key] for variable, (key, _parse) in ENGINE_ENV.items()}
+    return {variable: s.engine[key] for variable, (key, _parse) in ENV_OVERRIDES.items()}
 
 
 def triton_grpc_urls(d: Deployment, s: Sources) -> str:
@@ -179,6 +180,7 @@ def triton_grpc_urls(d: Deployment, s: Sources) -> str:
 
 
 # --- manifests ---------------------------------------------------------------
+
 
 def triton_statefulset(d: Deployment, s: Sources) -> dict:
     name = triton_name(d)
@@ -211,8 +213,8 @@ def triton_statefulset(d: Deployment, s: Sources) -> dict:
         "startupProbe": http_probe("/v2/health/live", "http", 10, math.ceil(s.ready_timeout_s / 10)),
         # The model, not only the server: a vLLM engine that died unloads its
         # model (serve.MODEL_CONTROL), and only a fresh pod brings it back.
-        "readinessProbe": http_probe(f"/v2/models/{serve.ENSEMBLE}/ready", "http", 5, 3),
-        "livenessProbe": http_probe(f"/v2/models/{serve.ENSEMBLE}/ready", "http", 10, 3),
+        "readinessProbe": http_probe(contract.ready_path(), "http", 5, 3),
+        "livenessProbe": http_probe(contract.ready_path(), "http", 10, 3),
         "volumeMounts": [
             {"name": "hf-cache", "mountPath": s.hf_home},
             {"name": "dshm", "mountPath": "/dev/shm"},
@@ -246,13 +248,15 @@ def triton_statefulset(d: Deployment, s: Sources) -> dict:
             # must not scale back to one pod.
             "selector": {"matchLabels": labels(d, "triton")},
             "template": pod,
-            "volumeClaimTemplates": [{
-                "metadata": {"name": "hf-cache"},
-                "spec": {
-                    "accessModes": ["ReadWriteOnce"],
-                    "resources": {"requests": {"storage": d.hf_cache_size}},
-                },
-            }],
+            "volumeClaimTemplates": [
+                {
+                    "metadata": {"name": "hf-cache"},
+                    "spec": {
+                        "accessModes": ["ReadWriteOnce"],
+                        "resources": {"requests": {"storage": d.hf_cache_size}},
+                    },
+                }
+            ],
         },
     }
 
@@ -278,15 +282,19 @@ def triton_service(d: Deployment, s: Sources) -> dict:
 
 def frontend_deployment(d: Deployment, s: Sources) -> dict:
     secret, key = API_KEY_SECRET
-    env = env_list({
-        # The model names the API answers to follow what Triton serves.
-        "MODEL": engine_env(s)["MODEL"],
-        "DSOCR_TRITON_GRPC_URL": triton_grpc_urls(d, s),
-    })
-    env.append({
-        "name": "DSOCR_API_KEY",
-        "valueFrom": {"secretKeyRef": {"name": secret, "key": key, "optional": True}},
-    })
+    env = env_list(
+        {
+            # The model names the API answers to follow what Triton serves.
+            "MODEL": engine_env(s)["MODEL"],
+            "DSOCR_TRITON_GRPC_URL": triton_grpc_urls(d, s),
+        }
+    )
+    env.append(
+        {
+            "name": "DSOCR_API_KEY",
+            "valueFrom": {"secretKeyRef": {"name": secret, "key": key, "optional": True}},
+        }
+    )
     container = {
         "name": "frontend",
         "image": d.image,
@@ -340,13 +348,15 @@ def autoscaler(d: Deployment, s: Sources) -> dict:
             "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "StatefulSet", "name": triton_name(d)},
             "minReplicas": d.triton_min_replicas,
             "maxReplicas": d.triton_max_replicas,
-            "metrics": [{
-                "type": "Pods",
-                "pods": {
-                    "metric": {"name": WAITING_METRIC},
-                    "target": {"type": "AverageValue", "averageValue": str(d.waiting_per_pod)},
-                },
-            }],
+            "metrics": [
+                {
+                    "type": "Pods",
+                    "pods": {
+                        "metric": {"name": WAITING_METRIC},
+                        "target": {"type": "AverageValue", "averageValue": str(d.waiting_per_pod)},
+                    },
+                }
+            ],
             # A new pod needs minutes to load the model: add one at a time,
             # and keep capacity through short lulls.
             "behavior": {
@@ -369,12 +379,14 @@ def adapter_values(d: Deployment, s: Sources) -> dict:
     series = "|".join(WAITING_SERIES)
     return {
         "rules": {
-            "custom": [{
-                "seriesQuery": f'{WAITING_SERIES[0]}{{namespace!="",pod!=""}}',
-                "resources": {"overrides": {"namespace": {"resource": "namespace"}, "pod": {"resource": "pod"}}},
-                "name": {"matches": f"^{WAITING_SERIES[0]}$", "as": WAITING_METRIC},
-                "metricsQuery": f'sum by (<<.GroupBy>>) ({{__name__=~"{series}",<<.LabelMatchers>>}})',
-            }],
+            "custom": [
+                {
+                    "seriesQuery": f'{WAITING_SERIES[0]}{{namespace!="",pod!=""}}',
+                    "resources": {"overrides": {"namespace": {"resource": "namespace"}, "pod": {"resource": "pod"}}},
+                    "name": {"matches": f"^{WAITING_SERIES[0]}$", "as": WAITING_METRIC},
+                    "metricsQuery": f'sum by (<<.GroupBy>>) ({{__name__=~"{series}",<<.LabelMatchers>>}})',
+                }
+            ],
         },
     }
 
@@ -409,8 +421,7 @@ class _Dumper(yaml.SafeDumper):
 
 def to_yaml(documents: list[dict]) -> str:
     return HEADER + "---\n".join(
-        yaml.dump(doc, Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=1000)
-        for doc in documents
+        yaml.dump(doc, Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=1000) for doc in documents
     )
 
 

@@ -1,6 +1,6 @@
 """Images/s against the number of preprocess instances, on a preprocessing-heavy load.
 
-    scripts/bench.sh preprocess-instances [--instances 1 2 4] [--target preprocess|ensemble]
+    benchmarks/bench.sh preprocess-instances [--instances 1 2 4] [--target preprocess|ensemble]
 
 Large images (A4 at 200 DPI, 12 Mpx phone photos) in Gundam mode. For each
 instance count, a copy of the model repository with `preprocess`'s
@@ -8,7 +8,7 @@ instance_group count changed is served, and `--concurrency` clients keep it
 busy:
 
 - `--target preprocess` (CPU default): Triton serving the preprocess model
-  alone, called directly (only its small NUM_IMAGE_TOKENS output is sent
+  alone, called directly (only its small SPATIAL_CROP output is sent
   back). On a CPU this is the only way to see preprocessing scale: through
   the ensemble the vision encoder takes seconds per page on the same cores.
 - `--target ensemble` (GPU default): the whole stack, one output token per
@@ -22,21 +22,25 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import re
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
-import numpy as np
 import tritonclient.grpc.aio as grpcclient
 
-from benchkit import report, systems
-from benchkit.clients import TritonEnsemble
-from benchkit.images import IMAGE_SETS, Sample, make_images
-from benchkit.load import RequestResult, Stopwatch, run_level
+from benchmarks.benchkit import report, systems
+from benchmarks.benchkit.clients import TritonEnsemble
+from benchmarks.benchkit.images import IMAGE_SETS, Sample, make_images
+from benchmarks.benchkit.load import RequestResult, Stopwatch, run_level
+from dsocr import paths, processes
+from dsocr.triton import client as ensemble
+from dsocr.triton import contract
+from dsocr.triton.contract import PREPROCESS_MODEL
 
-MODEL_REPOSITORY = systems.ROOT / "model_repository"
+MODEL_REPOSITORY = paths.MODEL_REPOSITORY
+PROMPT = "<image>\nFree OCR."
 DEFAULTS = {
     "cpu": {"target": "preprocess", "instances": [1, 2, 4], "concurrency": 8, "requests": 24, "images": 4},
     "gpu": {"target": "ensemble", "instances": [1, 2, 4, 8], "concurrency": 32, "requests": 256, "images": 16},
@@ -87,37 +91,39 @@ class PreprocessModel:
 
     def __init__(self, url: str, parameters: dict) -> None:
         self._client = grpcclient.InferenceServerClient(url)
-        self._settings = json.dumps(parameters).encode()
+        self._parameters = parameters
 
     async def __call__(self, image: Sample) -> RequestResult:
-        def uint8(name: str, data: bytes) -> grpcclient.InferInput:
-            tensor = grpcclient.InferInput(name, [len(data)], "UINT8")
-            tensor.set_data_from_numpy(np.frombuffer(data, dtype=np.uint8))
-            return tensor
-
         clock = Stopwatch()
-        result = await self._client.infer(
-            "preprocess", [uint8("IMAGE", image.data), uint8("PROMPT", b"<image>\nFree OCR."),
-                           uint8("PARAMETERS", self._settings)],
-            outputs=[grpcclient.InferRequestedOutput("NUM_IMAGE_TOKENS")])
+        await self._client.infer(
+            PREPROCESS_MODEL,
+            ensemble.request_inputs(image.data, PROMPT, self._parameters),
+            outputs=[grpcclient.InferRequestedOutput("SPATIAL_CROP")],
+        )
         clock.saw("done")
-        return clock.result(int(result.as_numpy("NUM_IMAGE_TOKENS")[0]), 0)
+        return clock.result(0, 0)
 
     async def close(self) -> None:
         await self._client.close()
 
 
 async def measure(args, url: str, images: list[Sample], instances: int) -> dict:
-    target = PreprocessModel(url, parameters(args)) if args.target == "preprocess" else (
-        TritonEnsemble(url, "<image>\nFree OCR.", parameters(args)))
+    target = (
+        PreprocessModel(url, parameters(args))
+        if args.target == "preprocess"
+        else (TritonEnsemble(url, PROMPT, parameters(args)))
+    )
     try:
         for index in range(args.warmup):
             await target(images[index % len(images)])
         level = await run_level(target, images, args.concurrency, args.requests)
     finally:
         await target.close()
-    print(f"[bench] {instances} preprocess instance(s): {level.images_per_s:.2f} images/s "
-          f"(e2e p50 {level.e2e_p50_s * 1000:.0f} ms)", flush=True)
+    print(
+        f"[bench] {instances} preprocess instance(s): {level.images_per_s:.2f} images/s "
+        f"(e2e p50 {level.e2e_p50_s * 1000:.0f} ms)",
+        flush=True,
+    )
     return {"instances": instances, **level.to_dict()}
 
 
@@ -126,21 +132,32 @@ def serve_preprocess_only(repository: Path, env: dict, log: Path):
     repository is whole); returns (server, gRPC url, ready url)."""
     from dsocr.serve import PYTHON_BACKEND_SHM, find_tritonserver
 
-    http, grpc, metrics = (systems.free_port() for _ in range(3))
-    command = [find_tritonserver(), f"--model-repository={repository}", f"--http-port={http}",
-               f"--grpc-port={grpc}", f"--metrics-port={metrics}", "--log-info=false", *PYTHON_BACKEND_SHM,
-               "--model-control-mode=explicit", "--load-model=preprocess"]
+    http, grpc, metrics = (processes.free_port() for _ in range(3))
+    command = [
+        find_tritonserver(),
+        f"--model-repository={repository}",
+        f"--http-port={http}",
+        f"--grpc-port={grpc}",
+        f"--metrics-port={metrics}",
+        "--log-info=false",
+        *PYTHON_BACKEND_SHM,
+        "--model-control-mode=explicit",
+        "--load-model=preprocess",
+    ]
     server = systems.ServerProcess("tritonserver (preprocess only)", command, env, log)
-    return server, f"127.0.0.1:{grpc}", f"http://127.0.0.1:{http}/v2/models/preprocess/ready"
+    return server, f"127.0.0.1:{grpc}", f"http://127.0.0.1:{http}{contract.ready_path(PREPROCESS_MODEL)}"
 
 
 def serve_stack(repository: Path, model: str, device: str, env: dict, log: Path):
-    ports = {name: systems.free_port() for name in ("port", "triton_http_port", "triton_grpc_port",
-                                                     "triton_metrics_port")}
-    server = systems.ServerProcess("our stack (dsocr.serve)", systems.stack_command(model, device, ports, repository),
-                                   env, log)
-    return (server, f"127.0.0.1:{ports['triton_grpc_port']}",
-            f"http://127.0.0.1:{ports['triton_http_port']}/v2/models/deepseek_ocr/ready")
+    ports = processes.free_ports()
+    server = systems.ServerProcess(
+        "our stack (dsocr.serve)", systems.stack_command(model, device, ports, repository), env, log
+    )
+    return (
+        server,
+        f"127.0.0.1:{ports['triton_grpc_port']}",
+        f"http://127.0.0.1:{ports['triton_http_port']}{contract.ready_path()}",
+    )
 
 
 def measure_instances(args, model: str, images: list[Sample], instances: int, scratch: Path) -> dict:
@@ -160,10 +177,19 @@ def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     model = args.model or systems.default_model(args.device)
     images = make_images(args.image_set, args.images)
-    data = {"machine": systems.machine_description(args.device), "conditions": {"before": report.machine_conditions()},
-            "settings": {"target": args.target, "image_set": args.image_set, "images": args.images,
-                         "resolution_mode": "gundam", "max_crops": args.max_crops, "concurrency": args.concurrency,
-                         "max_tokens": 1 if args.target == "ensemble" else None}}
+    data: dict[str, Any] = {
+        "machine": systems.machine_description(args.device),
+        "conditions": {"before": report.machine_conditions()},
+        "settings": {
+            "target": args.target,
+            "image_set": args.image_set,
+            "images": args.images,
+            "resolution_mode": "gundam",
+            "max_crops": args.max_crops,
+            "concurrency": args.concurrency,
+            "max_tokens": 1 if args.target == "ensemble" else None,
+        },
+    }
     if args.url:
         data["levels"] = [asyncio.run(measure(args, args.url, images, 0))]
     else:

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from benchkit.images import Sample
+from benchmarks.benchkit.images import Sample
 
 
 @dataclass(frozen=True)

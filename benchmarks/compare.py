@@ -1,6 +1,6 @@
 """Our stack against `vllm serve` on the same model, images and engine settings, in one run.
 
-    scripts/bench.sh compare [--workload short|long] [--concurrency 1 4 8] [--max-tokens 32] ...
+    benchmarks/bench.sh compare [--workload short|long] [--concurrency 1 4 8] [--max-tokens 32] ...
 
 Four systems, one after another (each engine reserves its KV cache), each
 started here and stopped without leftovers; in --passes passes (default 2),
@@ -36,20 +36,25 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from benchkit import report, systems
-from benchkit.asyncllm import InProcessEngine, start_engine
-from benchkit.clients import OpenAIChat, TritonEnsemble, prometheus_values, triton_stats
-from benchkit.images import IMAGE_SETS, Sample, make_images
-from benchkit.load import RequestResult, pooled, requests_for, run_level
+from benchmarks.benchkit import report, systems
+from benchmarks.benchkit.asyncllm import InProcessEngine, start_engine
+from benchmarks.benchkit.clients import OpenAIChat, TritonEnsemble, prometheus_values, triton_stats
+from benchmarks.benchkit.images import IMAGE_SETS, Sample, make_images
+from benchmarks.benchkit.load import RequestResult, pooled, requests_for, run_level
+from dsocr import processes
 
 SYSTEM_NAMES = tuple(report.SYSTEMS)
 # vLLM's own clocks for a request, on Triton's metrics port: sums, and the counts that say a request landed.
 ENGINE_E2E, ENGINE_TTFT, ENGINE_TTFT_COUNT, ENGINE_FINISHED = (
-    "vllm:e2e_request_latency_seconds_total", "vllm:time_to_first_token_seconds_total",
-    "vllm:time_to_first_token_count_total", "vllm:request_success_total")
+    "vllm:e2e_request_latency_seconds_total",
+    "vllm:time_to_first_token_seconds_total",
+    "vllm:time_to_first_token_count_total",
+    "vllm:request_success_total",
+)
 ENGINE_METRICS = (ENGINE_E2E, ENGINE_TTFT, ENGINE_TTFT_COUNT, ENGINE_FINISHED)
 # Two workloads, each its own result and report block:
 #   short  few output tokens: the image's path (decode, views, vision encoder) dominates
@@ -57,14 +62,38 @@ ENGINE_METRICS = (ENGINE_E2E, ENGINE_TTFT, ENGINE_TTFT_COUNT, ENGINE_FINISHED)
 #          as in OCR of real documents (a dense page is 1000-3000 tokens)
 WORKLOADS = {"short": "compare", "long": "compare_long"}  # -> result name
 DEFAULTS = {  # (device, workload) -> what a run measures unless told otherwise
-    ("cpu", "short"): {"image_set": "small", "images": 4, "concurrency": [1, 4, 8], "max_tokens": 32,
-                       "min_requests": 4, "ttft_pairs": 20},
-    ("cpu", "long"): {"image_set": "small", "images": 4, "concurrency": [1, 4, 8], "max_tokens": 1024,
-                      "min_requests": 4, "ttft_pairs": 0},
-    ("gpu", "short"): {"image_set": "page", "images": 32, "concurrency": [1, 4, 8, 16, 32, 64],
-                       "max_tokens": 256, "min_requests": 8, "ttft_pairs": 20},
-    ("gpu", "long"): {"image_set": "page", "images": 32, "concurrency": [1, 4, 8, 16, 32, 64],
-                      "max_tokens": 2048, "min_requests": 8, "ttft_pairs": 0},
+    ("cpu", "short"): {
+        "image_set": "small",
+        "images": 4,
+        "concurrency": [1, 4, 8],
+        "max_tokens": 32,
+        "min_requests": 4,
+        "ttft_pairs": 20,
+    },
+    ("cpu", "long"): {
+        "image_set": "small",
+        "images": 4,
+        "concurrency": [1, 4, 8],
+        "max_tokens": 1024,
+        "min_requests": 4,
+        "ttft_pairs": 0,
+    },
+    ("gpu", "short"): {
+        "image_set": "page",
+        "images": 32,
+        "concurrency": [1, 4, 8, 16, 32, 64],
+        "max_tokens": 256,
+        "min_requests": 8,
+        "ttft_pairs": 20,
+    },
+    ("gpu", "long"): {
+        "image_set": "page",
+        "images": 32,
+        "concurrency": [1, 4, 8, 16, 32, 64],
+        "max_tokens": 2048,
+        "min_requests": 8,
+        "ttft_pairs": 0,
+    },
 }
 
 
@@ -72,24 +101,39 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", choices=["cpu", "gpu"], help="default: auto-detect")
     p.add_argument("--model", help="default: what dsocr.serve serves (CPU: the tiny model)")
-    p.add_argument("--workload", choices=WORKLOADS, default="short",
-                   help="short: few output tokens (the image path); long: a page of text (the token path)")
+    p.add_argument(
+        "--workload",
+        choices=WORKLOADS,
+        default="short",
+        help="short: few output tokens (the image path); long: a page of text (the token path)",
+    )
     p.add_argument("--systems", nargs="+", choices=SYSTEM_NAMES, default=list(SYSTEM_NAMES))
     p.add_argument("--image-set", choices=IMAGE_SETS, help="default: small on CPU, page on GPU")
     p.add_argument("--images", type=int, help="distinct images (default: 4 on CPU, 32 on GPU)")
     p.add_argument("--concurrency", type=int, nargs="+", help="default: 1 4 8 on CPU, up to 64 on GPU")
-    p.add_argument("--max-tokens", type=int,
-                   help="output tokens per request (default: short 32 on CPU, 256 on GPU; long 1024, 2048)")
+    p.add_argument(
+        "--max-tokens",
+        type=int,
+        help="output tokens per request (default: short 32 on CPU, 256 on GPU; long 1024, 2048)",
+    )
     p.add_argument("--passes", type=int, default=2, help="passes over the systems, alternating their order")
     p.add_argument("--requests-per-worker", type=int, default=1, help="requests each concurrent client sends")
-    p.add_argument("--min-requests", type=int, help="at least this many requests per level and pass "
-                                                     "(default: 4 on CPU)")
+    p.add_argument(
+        "--min-requests", type=int, help="at least this many requests per level and pass (default: 4 on CPU)"
+    )
     p.add_argument("--warmup", type=int, default=2, help="untimed requests per system first")
-    p.add_argument("--breakdown-requests", type=int, default=5,
-                   help="sequential request pairs, (b) then (a), for the stage breakdown")
-    p.add_argument("--ttft-pairs", type=int,
-                   help="sequential pairs of least-work requests for the frontend's added time to first token "
-                        "(default: 20 for the short workload; 0, a property of the path measured once, for long)")
+    p.add_argument(
+        "--breakdown-requests",
+        type=int,
+        default=5,
+        help="sequential request pairs, (b) then (a), for the stage breakdown",
+    )
+    p.add_argument(
+        "--ttft-pairs",
+        type=int,
+        help="sequential pairs of least-work requests for the frontend's added time to first token "
+        "(default: 20 for the short workload; 0, a property of the path measured once, for long)",
+    )
     p.add_argument("--instruction", default="Free OCR.")
     p.add_argument("--max-crops", type=int, default=6, help="Gundam's tile limit (vLLM's processor: 6)")
     p.add_argument("--ngram-size", type=int, default=30)
@@ -117,31 +161,45 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def ensemble_parameters(args) -> dict:
-    return {"max_tokens": args.max_tokens, "ignore_eos": True, "temperature": 0, "skip_special_tokens": False,
-            "resolution_mode": "gundam", "max_crops": args.max_crops,
-            "ngram_size": args.ngram_size, "window_size": args.window_size}
+    return {
+        "max_tokens": args.max_tokens,
+        "ignore_eos": True,
+        "temperature": 0,
+        "skip_special_tokens": False,
+        "resolution_mode": "gundam",
+        "max_crops": args.max_crops,
+        "ngram_size": args.ngram_size,
+        "window_size": args.window_size,
+    }
 
 
 def frontend_extra_body(args) -> dict:
     parameters = ensemble_parameters(args)
-    return {key: parameters[key] for key in
-            ("ignore_eos", "skip_special_tokens", "resolution_mode", "max_crops", "ngram_size", "window_size")}
+    return {
+        key: parameters[key]
+        for key in ("ignore_eos", "skip_special_tokens", "resolution_mode", "max_crops", "ngram_size", "window_size")
+    }
 
 
 def ngram_whitelist(model: str) -> list[int]:
     from transformers import AutoTokenizer
 
-    from dsocr.settings import NGRAM_WHITELIST_TOKENS
+    from dsocr.triton.generation import ngram_whitelist as whitelist_of
 
-    tokenizer = AutoTokenizer.from_pretrained(model)
-    return [tokenizer.convert_tokens_to_ids(token) for token in NGRAM_WHITELIST_TOKENS]
+    return list(whitelist_of(AutoTokenizer.from_pretrained(model)))
 
 
 def vllm_serve_extra_body(args, whitelist: list[int]) -> dict:
     """vLLM's own request extensions for the same settings (DeepSeek's recipe for the n-gram rule)."""
-    return {"ignore_eos": True, "skip_special_tokens": False,
-            "vllm_xargs": {"ngram_size": args.ngram_size, "window_size": args.window_size,
-                           "whitelist_token_ids": whitelist}}
+    return {
+        "ignore_eos": True,
+        "skip_special_tokens": False,
+        "vllm_xargs": {
+            "ngram_size": args.ngram_size,
+            "window_size": args.window_size,
+            "whitelist_token_ids": whitelist,
+        },
+    }
 
 
 def prompt(args) -> str:
@@ -160,9 +218,12 @@ async def measure(name: str, send, images: list[Sample], args) -> list[dict]:
     for concurrency in args.concurrency:
         requests = requests_for(concurrency, args.requests_per_worker, args.min_requests)
         result = await run_level(send, images, concurrency, requests)
-        print(f"[bench] {report.SYSTEMS[name]:34} c={concurrency:<3} {result.images_per_s:7.3f} images/s "
-              f"{result.output_tokens_per_s:8.1f} tok/s  TTFT p50 {result.ttft_p50_s * 1000:8.1f} ms  "
-              f"e2e p50 {result.e2e_p50_s * 1000:8.1f} ms  prompt tokens {result.prompt_tokens}", flush=True)
+        print(
+            f"[bench] {report.SYSTEMS[name]:34} c={concurrency:<3} {result.images_per_s:7.3f} images/s "
+            f"{result.output_tokens_per_s:8.1f} tok/s  TTFT p50 {result.ttft_p50_s * 1000:8.1f} ms  "
+            f"e2e p50 {result.e2e_p50_s * 1000:8.1f} ms  prompt tokens {result.prompt_tokens}",
+            flush=True,
+        )
         levels.append(result.to_dict())
     return levels
 
@@ -195,18 +256,22 @@ async def measured(send, image: Sample, urls: dict, stats: bool = False) -> Meas
     """Send one request and read vLLM's metrics (and Triton's statistics) around it: each request
     net of the engine's own time, so that the engine's run-to-run spread drops out of a difference."""
     before = prometheus_values(urls["metrics"], ENGINE_METRICS)
-    stats_before = triton_stats(urls["http"]) if stats else None
+    stats_before = triton_stats(urls["http"]) if stats else {}
     result = await send(image)
     for _ in range(100):  # the stub's metrics reach Triton's endpoint a moment later
         after = prometheus_values(urls["metrics"], ENGINE_METRICS)
         if after[ENGINE_FINISHED] > before[ENGINE_FINISHED] and after[ENGINE_TTFT_COUNT] > before[ENGINE_TTFT_COUNT]:
             break
         await asyncio.sleep(0.02)
-    if (after[ENGINE_FINISHED] - before[ENGINE_FINISHED], after[ENGINE_TTFT_COUNT] - before[ENGINE_TTFT_COUNT]) != (1, 1):
+    if (after[ENGINE_FINISHED] - before[ENGINE_FINISHED], after[ENGINE_TTFT_COUNT] - before[ENGINE_TTFT_COUNT]) != (
+        1,
+        1,
+    ):
         raise RuntimeError("the engine's metrics did not count exactly this one request")
     delta = {name: after[name] - before[name] for name in ENGINE_METRICS}
-    return Measured(result, delta[ENGINE_E2E], delta[ENGINE_TTFT],
-                    (stats_before, triton_stats(urls["http"])) if stats else None)
+    return Measured(
+        result, delta[ENGINE_E2E], delta[ENGINE_TTFT], (stats_before, triton_stats(urls["http"])) if stats else None
+    )
 
 
 async def breakdown(frontend: OpenAIChat, ensemble: TritonEnsemble, image: Sample, urls: dict, n: int) -> dict:
@@ -224,23 +289,26 @@ async def breakdown(frontend: OpenAIChat, ensemble: TritonEnsemble, image: Sampl
         through_frontend.append(await measured(frontend, image, urls))
 
     def triton(model: str, *kinds: str) -> float:
-        return mean(stage_seconds(*m.stats, model, kinds) for m in direct)
+        return mean(stage_seconds(m.stats[0], m.stats[1], model, kinds) for m in direct if m.stats is not None)
 
     stages = {
         "frontend (HTTP, JSON, base64, SSE)": mean(
-            a.outside_engine_s - b.outside_engine_s for a, b in zip(through_frontend, direct)),
+            a.outside_engine_s - b.outside_engine_s for a, b in zip(through_frontend, direct, strict=True)
+        ),
         "Triton queue: preprocess": triton("preprocess", "queue"),
-        "preprocess (decode, views, tensor copies)": triton("preprocess", "compute_input", "compute_infer",
-                                                           "compute_output"),
+        "preprocess (decode, views, tensor copies)": triton(
+            "preprocess", "compute_input", "compute_infer", "compute_output"
+        ),
         "Triton queue: vllm_model": triton("vllm_model", "queue"),
-        "vllm_model execute (hands the request to the engine)": triton("vllm_model", "compute_input",
-                                                                      "compute_infer"),
+        "vllm_model execute (hands the request to the engine)": triton("vllm_model", "compute_input", "compute_infer"),
         "vLLM engine (its queue, encoder, prefill, decode)": mean(b.engine_e2e_s for b in direct),
     }
     in_triton = sum(list(stages.values())[1:])
     stages["gRPC, ensemble hand-offs, response streaming"] = mean(b.result.e2e_s for b in direct) - in_triton
     return {
-        "requests": n, "image": image.name, "stages": stages,
+        "requests": n,
+        "image": image.name,
+        "stages": stages,
         "engine_ttft_s": mean(m.engine_ttft_s for m in direct + through_frontend),
         "frontend_ttft_s": mean(m.result.ttft_s for m in through_frontend),
         "ensemble_ttft_s": mean(m.result.ttft_s for m in direct),
@@ -259,10 +327,12 @@ async def added_ttft(urls: dict, image: Sample, args, n: int) -> dict:
     alternate which goes first, so that neither always meets a warmer engine.
     """
     least = {"max_tokens": 1, "ignore_eos": True, "temperature": 0, "resolution_mode": "tiny"}
-    frontend = OpenAIChat(urls["frontend"], systems.SERVED_NAME, args.instruction, 1,
-                          {"ignore_eos": True, "resolution_mode": "tiny"}, 1)
+    frontend = OpenAIChat(
+        urls["frontend"], systems.SERVED_NAME, args.instruction, 1, {"ignore_eos": True, "resolution_mode": "tiny"}, 1
+    )
     ensemble = TritonEnsemble(urls["grpc"], prompt(args), least)
-    differences, outside = [], {"frontend": [], "ensemble": []}
+    differences: list[float] = []
+    outside: dict[str, list[float]] = {"frontend": [], "ensemble": []}
     try:
         await frontend(image), await ensemble(image)  # warm both paths
         for index in range(n):
@@ -274,9 +344,13 @@ async def added_ttft(urls: dict, image: Sample, args, n: int) -> dict:
     finally:
         await frontend.close()
         await ensemble.close()
-    return {"pairs": n, "p50_s": float(np.percentile(differences, 50)),
-            "p25_s": float(np.percentile(differences, 25)), "p75_s": float(np.percentile(differences, 75)),
-            "outside_engine_p50_s": {name: float(np.percentile(values, 50)) for name, values in outside.items()}}
+    return {
+        "pairs": n,
+        "p50_s": float(np.percentile(differences, 50)),
+        "p25_s": float(np.percentile(differences, 25)),
+        "p75_s": float(np.percentile(differences, 75)),
+        "outside_engine_p50_s": {name: float(np.percentile(values, 50)) for name, values in outside.items()},
+    }
 
 
 # --- the systems --------------------------------------------------------------------
@@ -284,17 +358,31 @@ async def added_ttft(urls: dict, image: Sample, args, n: int) -> dict:
 
 def stack_urls(args, ports: dict[str, int] | None) -> dict[str, str]:
     if ports is None:
-        return {"frontend": args.frontend_url, "grpc": args.triton_grpc_url,
-                "http": args.triton_http_url, "metrics": args.triton_metrics_url}
-    return {"frontend": f"http://127.0.0.1:{ports['port']}", "grpc": f"127.0.0.1:{ports['triton_grpc_port']}",
-            "http": f"http://127.0.0.1:{ports['triton_http_port']}",
-            "metrics": f"http://127.0.0.1:{ports['triton_metrics_port']}"}
+        return {
+            "frontend": args.frontend_url,
+            "grpc": args.triton_grpc_url,
+            "http": args.triton_http_url,
+            "metrics": args.triton_metrics_url,
+        }
+    return {
+        "frontend": f"http://127.0.0.1:{ports['port']}",
+        "grpc": f"127.0.0.1:{ports['triton_grpc_port']}",
+        "http": f"http://127.0.0.1:{ports['triton_http_port']}",
+        "metrics": f"http://127.0.0.1:{ports['triton_metrics_port']}",
+    }
 
 
-async def run_stack_systems(args, urls: dict[str, str], images: list[Sample], order: list[str],
-                            with_breakdown: bool) -> tuple[dict, dict | None]:
-    frontend = OpenAIChat(urls["frontend"], systems.SERVED_NAME, args.instruction, args.max_tokens,
-                          frontend_extra_body(args), max(args.concurrency))
+async def run_stack_systems(
+    args, urls: dict[str, str], images: list[Sample], order: list[str], with_breakdown: bool
+) -> tuple[dict, dict | None]:
+    frontend = OpenAIChat(
+        urls["frontend"],
+        systems.SERVED_NAME,
+        args.instruction,
+        args.max_tokens,
+        frontend_extra_body(args),
+        max(args.concurrency),
+    )
     ensemble = TritonEnsemble(urls["grpc"], prompt(args), ensemble_parameters(args))
     clients = {"frontend": frontend, "ensemble": ensemble}
     measured = {}
@@ -312,32 +400,40 @@ async def run_stack_systems(args, urls: dict[str, str], images: list[Sample], or
     return measured, stages
 
 
-def stack_systems(args, model: str, images: list[Sample], logs: Path, order: list[str],
-                  with_breakdown: bool) -> tuple[dict, dict | None]:
+def stack_systems(
+    args, model: str, images: list[Sample], logs: Path, order: list[str], with_breakdown: bool
+) -> tuple[dict, dict | None]:
     if args.frontend_url or args.triton_grpc_url:
         return asyncio.run(run_stack_systems(args, stack_urls(args, None), images, order, with_breakdown))
-    ports = {name: systems.free_port() for name in ("port", "triton_http_port", "triton_grpc_port",
-                                                     "triton_metrics_port")}
+    ports = processes.free_ports()
     command = systems.stack_command(model, args.device, ports)
-    with systems.ServerProcess("our stack (dsocr.serve)", command, systems.serve_env(model, args.device),
-                               logs / "stack.log") as server:
+    with systems.ServerProcess(
+        "our stack (dsocr.serve)", command, systems.serve_env(model, args.device), logs / "stack.log"
+    ) as server:
         seconds = server.wait_ready(f"http://127.0.0.1:{ports['port']}/health/ready", args.ready_timeout_s)
         print(f"[bench] our stack ready in {seconds:.0f} s", flush=True)
         return asyncio.run(run_stack_systems(args, stack_urls(args, ports), images, order, with_breakdown))
 
 
 def vllm_serve_system(args, model: str, engine_args: dict, images: list[Sample], logs: Path) -> list[dict]:
-    port = systems.free_port()
+    port = processes.free_port()
     client_body = vllm_serve_extra_body(args, ngram_whitelist(model))
     command = systems.vllm_serve_command(engine_args, port)
-    with systems.ServerProcess("vllm serve", command, systems.serve_env(model, args.device),
-                               logs / "vllm_serve.log") as server:
+    with systems.ServerProcess(
+        "vllm serve", command, systems.serve_env(model, args.device), logs / "vllm_serve.log"
+    ) as server:
         seconds = server.wait_ready(f"http://127.0.0.1:{port}/v1/models", args.ready_timeout_s)
         print(f"[bench] vllm serve ready in {seconds:.0f} s: {' '.join(command)}", flush=True)
 
         async def run() -> list[dict]:
-            client = OpenAIChat(f"http://127.0.0.1:{port}", systems.SERVED_NAME, args.instruction, args.max_tokens,
-                                client_body, max(args.concurrency))
+            client = OpenAIChat(
+                f"http://127.0.0.1:{port}",
+                systems.SERVED_NAME,
+                args.instruction,
+                args.max_tokens,
+                client_body,
+                max(args.concurrency),
+            )
             try:
                 return await measure("vllm_serve", client, images, args)
             finally:
@@ -351,9 +447,10 @@ def asyncllm_system(args, model: str, engine_args: dict, logs: Path) -> list[dic
     config = logs / "asyncllm-config.json"
     out = logs / "asyncllm-results.json"
     config.write_text(json.dumps({"engine_args": engine_args, "out": str(out)}))
-    command = [sys.executable, __file__, *args.argv, "--child", "asyncllm", "--child-config", str(config)]
-    with systems.ServerProcess("AsyncLLM in-process", command, systems.serve_env(model, args.device),
-                               logs / "asyncllm.log") as child:
+    command = [sys.executable, "-m", __spec__.name, *args.argv, "--child", "asyncllm", "--child-config", str(config)]
+    with systems.ServerProcess(
+        "AsyncLLM in-process", command, systems.serve_env(model, args.device), logs / "asyncllm.log"
+    ) as child:
         code = child.process.wait()
         if code != 0:
             raise RuntimeError(f"the AsyncLLM benchmark exited with {code}:\n{child.log_tail()}")
@@ -378,14 +475,25 @@ def asyncllm_child(args) -> None:
 
 
 def settings_record(args, model: str, engine_args: dict) -> dict:
-    return {"workload": args.workload, "model": model, "image_set": args.image_set, "images": args.images,
-            "resolution_mode": "gundam",
-            "max_crops": args.max_crops, "instruction": args.instruction, "max_tokens": args.max_tokens,
-            "ngram_size": args.ngram_size, "window_size": args.window_size, "warmup": args.warmup,
-            "concurrency": args.concurrency, "passes": args.passes,
-            "requests": {c: args.passes * requests_for(c, args.requests_per_worker, args.min_requests)
-                         for c in args.concurrency},
-            "engine_args": engine_args}
+    return {
+        "workload": args.workload,
+        "model": model,
+        "image_set": args.image_set,
+        "images": args.images,
+        "resolution_mode": "gundam",
+        "max_crops": args.max_crops,
+        "instruction": args.instruction,
+        "max_tokens": args.max_tokens,
+        "ngram_size": args.ngram_size,
+        "window_size": args.window_size,
+        "warmup": args.warmup,
+        "concurrency": args.concurrency,
+        "passes": args.passes,
+        "requests": {
+            c: args.passes * requests_for(c, args.requests_per_worker, args.min_requests) for c in args.concurrency
+        },
+        "engine_args": engine_args,
+    }
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -399,8 +507,12 @@ def main(argv: list[str] | None = None) -> dict:
     logs = args.logs_dir or Path(tempfile.mkdtemp(prefix="dsocr-bench-"))
     logs.mkdir(parents=True, exist_ok=True)
     print(f"[bench] {args.device}, model {model}; engine arguments for every system: {engine_args}", flush=True)
-    data = {"settings": settings_record(args, model, engine_args), "machine": systems.machine_description(args.device),
-            "conditions": {"before": report.machine_conditions()}, "systems": {}}
+    data: dict[str, Any] = {
+        "settings": settings_record(args, model, engine_args),
+        "machine": systems.machine_description(args.device),
+        "conditions": {"before": report.machine_conditions()},
+        "systems": {},
+    }
     runs: dict[str, list[list[dict]]] = {name: [] for name in SYSTEM_NAMES if name in args.systems}
     for index in range(args.passes):
         order = [name for name in SYSTEM_NAMES if name in args.systems][:: -1 if index % 2 else 1]
@@ -415,7 +527,9 @@ def main(argv: list[str] | None = None) -> dict:
                 runs[name].append(vllm_serve_system(args, model, engine_args, images, logs))
             elif name == "asyncllm":
                 runs[name].append(asyncllm_system(args, model, engine_args, logs))
-    data["systems"] = {name: [pooled(same_level) for same_level in zip(*passes)] for name, passes in runs.items()}
+    data["systems"] = {
+        name: [pooled(same_level) for same_level in zip(*passes, strict=True)] for name, passes in runs.items()
+    }
     data["conditions"]["after"] = report.machine_conditions()
     saved = report.save(WORKLOADS[args.workload], args.device, data, args.results_dir)
     written = report.render(args.results_dir, args.report)

@@ -18,11 +18,12 @@ import re
 import uuid
 
 import httpx
-import numpy as np
 import tritonclient.grpc.aio as grpcclient
+from tritonclient.utils import InferenceServerException
 
-from benchkit.images import Sample
-from benchkit.load import RequestResult, Stopwatch
+from benchmarks.benchkit.images import Sample
+from benchmarks.benchkit.load import RequestResult, Stopwatch
+from dsocr.triton import client as ensemble
 
 HTTP_TIMEOUT_S = 1800.0  # a CPU level of many tiled pages takes minutes
 
@@ -34,8 +35,9 @@ class ServerError(RuntimeError):
 class OpenAIChat:
     """Streams one chat completion per call (image + instruction) and times it."""
 
-    def __init__(self, base_url: str, model: str, instruction: str, max_tokens: int, extra_body: dict,
-                 concurrency: int = 64) -> None:
+    def __init__(
+        self, base_url: str, model: str, instruction: str, max_tokens: int, extra_body: dict, concurrency: int = 64
+    ) -> None:
         self._url = base_url.rstrip("/") + "/v1/chat/completions"
         self._model, self._instruction, self._max_tokens = model, instruction, max_tokens
         self._extra_body = extra_body
@@ -43,8 +45,10 @@ class OpenAIChat:
         self._http = httpx.AsyncClient(timeout=HTTP_TIMEOUT_S, limits=limits)
 
     def body(self, image: Sample) -> dict:
-        content = [{"type": "image_url", "image_url": {"url": image.data_url}},
-                   {"type": "text", "text": self._instruction}]
+        content = [
+            {"type": "image_url", "image_url": {"url": image.data_url}},
+            {"type": "text", "text": self._instruction},
+        ]
         return {
             "model": self._model,
             "messages": [{"role": "user", "content": content}],
@@ -63,7 +67,7 @@ class OpenAIChat:
             async for line in response.aiter_lines():
                 if not line.startswith("data: ") or line == "data: [DONE]":
                     continue
-                chunk = json.loads(line[len("data: "):])
+                chunk = json.loads(line[len("data: ") :])
                 if "error" in chunk:
                     raise ServerError(f"{self._url}: {chunk['error']}")
                 for choice in chunk.get("choices") or ():
@@ -77,35 +81,24 @@ class OpenAIChat:
         await self._http.aclose()
 
 
-def _uint8(name: str, data: bytes) -> grpcclient.InferInput:
-    tensor = grpcclient.InferInput(name, [len(data)], "UINT8")
-    tensor.set_data_from_numpy(np.frombuffer(data, dtype=np.uint8))
-    return tensor
-
-
 class TritonEnsemble:
     """One streamed ensemble request per call over gRPC, timed like `OpenAIChat`."""
 
-    def __init__(self, url: str, prompt: str, parameters: dict, model: str = "deepseek_ocr") -> None:
+    def __init__(self, url: str, prompt: str, parameters: dict) -> None:
         self._client = grpcclient.InferenceServerClient(url)
-        self._prompt, self._parameters, self._model = prompt.encode(), json.dumps(parameters).encode(), model
+        self._prompt, self._parameters = prompt, parameters
 
     async def __call__(self, image: Sample) -> RequestResult:
-        inputs = [_uint8("IMAGE", image.data), _uint8("PROMPT", self._prompt), _uint8("PARAMETERS", self._parameters)]
-
-        async def one_request():
-            yield {"model_name": self._model, "inputs": inputs, "request_id": uuid.uuid4().hex}
-
+        request = ensemble.ensemble_request(image.data, self._prompt, self._parameters, uuid.uuid4().hex)
         clock, measured = Stopwatch(), None
-        # Read to the stream's end, as the frontend does: a stream given up
-        # after its last response keeps the ensemble referenced in Triton.
-        async for result, error in self._client.stream_infer(one_request()):
-            if error is not None:
-                raise ServerError(f"ensemble: {error}")
-            clock.saw(result.as_numpy("TEXT").tobytes().decode("utf-8", errors="replace"))
-            if result.as_numpy("FINISH_REASON").size:
-                prompt_tokens = int(result.as_numpy("PROMPT_TOKENS")[0])
-                measured = clock.result(prompt_tokens, int(result.as_numpy("COMPLETION_TOKENS")[0]))
+        try:
+            async for result in ensemble.stream(self._client, request):
+                delta = ensemble.delta([result])
+                clock.saw(delta.text)
+                if delta.finish_reason:
+                    measured = clock.result(delta.prompt_tokens, delta.completion_tokens)
+        except InferenceServerException as exc:
+            raise ServerError(f"ensemble: {exc}") from exc
         if measured is None:
             raise ServerError("ensemble: the stream ended without a finish reason")
         return measured
@@ -125,12 +118,13 @@ def triton_stats(http_url: str) -> dict[str, dict[str, tuple[int, int]]]:
     stats = {}
     for model in body["model_stats"]:
         inference = model["inference_stats"]
-        stats[model["name"]] = {kind: (int(inference[kind]["count"]), int(inference[kind]["ns"]))
-                                for kind in (*STAT_KINDS, "success")}
+        stats[model["name"]] = {
+            kind: (int(inference[kind]["count"]), int(inference[kind]["ns"])) for kind in (*STAT_KINDS, "success")
+        }
     return stats
 
 
-_SAMPLE = re.compile(r'^([a-zA-Z_:][\w:]*)(\{[^}]*\})?\s+(\S+)$')
+_SAMPLE = re.compile(r"^([a-zA-Z_:][\w:]*)(\{[^}]*\})?\s+(\S+)$")
 
 
 def prometheus_values(metrics_url: str, names: tuple[str, ...]) -> dict[str, float]:

@@ -1,6 +1,6 @@
 """Triton's perf_analyzer against the ensemble: gRPC, streaming, document images.
 
-    scripts/bench.sh perf-analyzer [--concurrency 1 2 4] [--max-tokens 32] [--url host:8001]
+    benchmarks/bench.sh perf-analyzer [--concurrency 1 2 4] [--max-tokens 32] [--url host:8001]
 
 Writes perf_analyzer's --input-data file from the benchmark images: one entry
 per image, each input as base64 of the tensor's raw bytes. The ensemble's
@@ -29,16 +29,24 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from benchkit import report, systems
-from benchkit.images import IMAGE_SETS, Sample, make_images
+from benchmarks.benchkit import report, systems
+from benchmarks.benchkit.images import IMAGE_SETS, Sample, make_images
+from dsocr import processes
+from dsocr.triton import contract
 
 DEFAULTS = {
     "cpu": {"image_set": "small", "images": 4, "concurrency": [1, 2, 4], "max_tokens": 32, "requests": 8},
-    "gpu": {"image_set": "page", "images": 32, "concurrency": [1, 4, 8, 16, 32, 64], "max_tokens": 256,
-            "requests": 128},
+    "gpu": {
+        "image_set": "page",
+        "images": 32,
+        "concurrency": [1, 4, 8, 16, 32, 64],
+        "max_tokens": 256,
+        "requests": 128,
+    },
 }
 
 
@@ -75,18 +83,31 @@ def uint8_tensor(data: bytes) -> dict:
 
 def input_data(images: list[Sample], prompt: str, parameters: dict) -> dict:
     settings = json.dumps(parameters).encode()
-    return {"data": [{"IMAGE": uint8_tensor(image.data), "PROMPT": uint8_tensor(prompt.encode()),
-                      "PARAMETERS": uint8_tensor(settings)} for image in images]}
+    return {
+        "data": [
+            {
+                "IMAGE": uint8_tensor(image.data),
+                "PROMPT": uint8_tensor(prompt.encode()),
+                "PARAMETERS": uint8_tensor(settings),
+            }
+            for image in images
+        ]
+    }
 
 
 def parameters(args) -> dict:
-    return {"max_tokens": args.max_tokens, "ignore_eos": True, "temperature": 0, "resolution_mode": "gundam",
-            "max_crops": args.max_crops}
+    return {
+        "max_tokens": args.max_tokens,
+        "ignore_eos": True,
+        "temperature": 0,
+        "resolution_mode": "gundam",
+        "max_crops": args.max_crops,
+    }
 
 
 def command(args, url: str, concurrency: int, data_file: Path, csv_file: Path, profile_file: Path) -> list[str]:
     return [
-        args.perf_analyzer, "-m", "deepseek_ocr", "-i", "grpc", "--streaming", "-u", url,
+        args.perf_analyzer, "-m", contract.ENSEMBLE, "-i", "grpc", "--streaming", "-u", url,
         "--input-data", str(data_file), "--concurrency-range", f"{concurrency}:{concurrency}",
         "--request-count", str(max(args.requests, concurrency)), "--warmup-request-count", str(args.warmup_requests),
         "--percentile", "95", "-f", str(csv_file), "--profile-export-file", str(profile_file),
@@ -118,7 +139,7 @@ def run_level(args, url: str, concurrency: int, data_file: Path, work: Path) -> 
     if run.returncode != 0:
         raise RuntimeError(f"perf_analyzer exited with {run.returncode}:\n{run.stdout[-2000:]}\n{run.stderr[-2000:]}")
     row = read_csv(csv_file)
-    summary = run.stdout[run.stdout.rfind("Request concurrency"):].strip()  # the measured level, not the warm-up
+    summary = run.stdout[run.stdout.rfind("Request concurrency") :].strip()  # the measured level, not the warm-up
     first, last = response_times(json.loads(profile_file.read_text()))
     return {
         "concurrency": concurrency,
@@ -149,17 +170,28 @@ def main(argv: list[str] | None = None) -> dict:
         sys.exit(f"{args.perf_analyzer} not found: run scripts/setup.sh (it runs scripts/install_perf_analyzer.sh)")
     work = args.work_dir or Path(tempfile.mkdtemp(prefix="dsocr-perf-analyzer-"))
     work.mkdir(parents=True, exist_ok=True)
-    data = {"machine": systems.machine_description(args.device), "conditions": {"before": report.machine_conditions()},
-            "settings": {"image_set": args.image_set, "images": args.images, "max_tokens": args.max_tokens,
-                         "resolution_mode": "gundam", "input_data": "input_data.json"}}
+    data: dict[str, Any] = {
+        "machine": systems.machine_description(args.device),
+        "conditions": {"before": report.machine_conditions()},
+        "settings": {
+            "image_set": args.image_set,
+            "images": args.images,
+            "max_tokens": args.max_tokens,
+            "resolution_mode": "gundam",
+            "input_data": "input_data.json",
+        },
+    }
     if args.url:
         data["levels"], data["command"] = run_all(args, args.url, work)
     else:
         model = args.model or systems.default_model(args.device)
-        ports = {name: systems.free_port() for name in ("port", "triton_http_port", "triton_grpc_port",
-                                                         "triton_metrics_port")}
-        with systems.ServerProcess("our stack (dsocr.serve)", systems.stack_command(model, args.device, ports),
-                                   systems.serve_env(model, args.device), work / "stack.log") as server:
+        ports = processes.free_ports()
+        with systems.ServerProcess(
+            "our stack (dsocr.serve)",
+            systems.stack_command(model, args.device, ports),
+            systems.serve_env(model, args.device),
+            work / "stack.log",
+        ) as server:
             server.wait_ready(f"http://127.0.0.1:{ports['triton_http_port']}/v2/health/ready", args.ready_timeout_s)
             data["levels"], data["command"] = run_all(args, f"127.0.0.1:{ports['triton_grpc_port']}", work)
     data["conditions"]["after"] = report.machine_conditions()

@@ -1,4 +1,4 @@
-"""The tensor contract of each Triton model: names and types, in one place.
+"""The Triton models, their names and tensor contracts, in one place.
 
 The models' docstrings describe the tensors and their shapes; these tables
 are what `initialize` checks the model's config.pbtxt against (Triton hands
@@ -10,21 +10,30 @@ from __future__ import annotations
 
 import json
 
-PREPROCESS = {
+# The served pipeline (preprocess -> vllm_model), and its steps.
+ENSEMBLE = "deepseek_ocr"
+PREPROCESS_MODEL = "preprocess"
+VLLM_MODEL = "vllm_model"
+
+
+def ready_path(model: str = ENSEMBLE) -> str:
+    """Triton's HTTP readiness of a model: 200 once it is loaded (the service is ready when the ensemble is)."""
+    return f"/v2/models/{model}/ready"
+
+
+PREPROCESS_TENSORS = {
     "input": {"IMAGE": "TYPE_UINT8", "PROMPT": "TYPE_UINT8", "PARAMETERS": "TYPE_UINT8"},
-    "output": {"GLOBAL_VIEW": "TYPE_UINT8", "TILES": "TYPE_UINT8", "SPATIAL_CROP": "TYPE_INT64",
-               "NUM_IMAGE_TOKENS": "TYPE_INT32", "PROMPT_OUT": "TYPE_UINT8"},
+    "output": {"GLOBAL_VIEW": "TYPE_UINT8", "TILES": "TYPE_UINT8", "SPATIAL_CROP": "TYPE_INT64"},
 }
-VLLM_MODEL = {
+VLLM_MODEL_TENSORS = {
     "input": {"PROMPT": "TYPE_UINT8", "GLOBAL_VIEW": "TYPE_UINT8", "TILES": "TYPE_UINT8",
-              "SPATIAL_CROP": "TYPE_INT64", "NUM_IMAGE_TOKENS": "TYPE_INT32", "PARAMETERS": "TYPE_UINT8",
-              "CANCEL": "TYPE_UINT8"},
+              "SPATIAL_CROP": "TYPE_INT64", "PARAMETERS": "TYPE_UINT8", "CANCEL": "TYPE_UINT8"},
     "output": {"TEXT": "TYPE_UINT8", "FINISH_REASON": "TYPE_UINT8", "PROMPT_TOKENS": "TYPE_INT32",
                "COMPLETION_TOKENS": "TYPE_INT32"},
-}
-ENSEMBLE = {
-    "input": dict(PREPROCESS["input"]),
-    "output": dict(VLLM_MODEL["output"]),
+}  # fmt: skip
+ENSEMBLE_TENSORS = {
+    "input": dict(PREPROCESS_TENSORS["input"]),
+    "output": dict(VLLM_MODEL_TENSORS["output"]),
 }
 
 

@@ -16,29 +16,20 @@ SIGTERM, then kills its process group and anything else carrying its marker
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import os
 import platform
 import signal
-import socket
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import httpx
 
-ROOT = Path(__file__).resolve().parents[2]
-ENGINE_CONFIG = ROOT / "model_repository" / "vllm_model" / "1" / "engine.json"
+from dsocr.processes import marked_environment, port_flags, processes_with_marker
+
 SERVED_NAME = "deepseek-ocr"
 MARKER_VARIABLE = "DSOCR_BENCHMARK_PROCESS"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def detect_device() -> str:
@@ -49,12 +40,21 @@ def detect_device() -> str:
 
 def machine_description(device: str) -> str:
     """The CPU model, and the GPU when there is one: figures are only comparable on the same."""
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor() or "unknown CPU")
-    description = f"{cpu}, {os.cpu_count()} cores, {os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB"
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor() or "unknown CPU",
+    )
+    description = (
+        f"{cpu}, {os.cpu_count()} cores, {os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB"
+    )
     if device == "gpu":
-        probe = subprocess.run(["nvidia-smi", "--query-gpu=name,memory.total", "--format=csv,noheader"],
-                               capture_output=True, text=True)
+        probe = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name,memory.total", "--format=csv,noheader"], capture_output=True, text=True
+        )
         description += f"; GPU {probe.stdout.strip() or 'unknown'}"
     return description
 
@@ -88,11 +88,11 @@ def environment(env: dict[str, str]):
 
 def engine_args(model: str | None, device: str) -> dict:
     """The engine arguments the Triton model builds its AsyncLLM from, on this machine."""
-    from dsocr.engine_config import load_engine_args
+    from dsocr.engine_config import engine_json, load_engine_args
     from dsocr.vllm_plugin import ENGINE_ARGS
 
     with environment(serve_env(model, device)):
-        args = load_engine_args(ENGINE_CONFIG, on_cpu=device == "cpu")
+        args = load_engine_args(engine_json(), on_cpu=device == "cpu")
     return {**args, **ENGINE_ARGS}
 
 
@@ -103,7 +103,9 @@ def chat_template() -> Path:
     DeepSeek-VL2 chat template, which wraps the content in "<|User|>: ..."
     turns: more prompt tokens than an OCR prompt has.
     """
-    vllm_dir = Path(importlib.util.find_spec("vllm").submodule_search_locations[0])
+    import vllm
+
+    vllm_dir = Path(vllm.__file__).parent
     return vllm_dir / "transformers_utils" / "chat_templates" / "template_deepseek_ocr.jinja"
 
 
@@ -133,22 +135,19 @@ def vllm_serve_command(args: dict, port: int) -> list[str]:
 
 def stack_command(model: str, device: str, ports: dict[str, int], model_repository: Path | None = None) -> list[str]:
     """Our service: `python -m dsocr.serve`, Triton + the frontend, on the given ports."""
-    command = [sys.executable, "-m", "dsocr.serve", "--quiet", "--host=127.0.0.1",
-               f"--model={model}", f"--device={device}"]
-    command += [f"--{name.replace('_', '-')}={port}" for name, port in ports.items()]
+    command = [
+        sys.executable,
+        "-m",
+        "dsocr.serve",
+        "--quiet",
+        "--host=127.0.0.1",
+        f"--model={model}",
+        f"--device={device}",
+    ]
+    command += port_flags(ports)
     if model_repository is not None:
         command.append(f"--model-repository={model_repository}")
     return command
-
-
-def processes_with_marker(marker: str) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError):
-                if marker.encode() in (entry / "environ").read_bytes():
-                    found.append(int(entry.name))
-    return found
 
 
 class ServerProcess:
@@ -156,13 +155,14 @@ class ServerProcess:
 
     def __init__(self, name: str, command: list[str], env: dict[str, str], log_path: Path) -> None:
         self.name, self.log_path = name, log_path
-        self.marker = f"{MARKER_VARIABLE}={uuid.uuid4().hex}"
-        env = {**env, MARKER_VARIABLE: self.marker.split("=", 1)[1]}
+        self.marker, marking = marked_environment(MARKER_VARIABLE)
+        env = {**env, **marking}
         log_path.parent.mkdir(parents=True, exist_ok=True)
         print(f"[bench] starting {name} (log: {log_path})", flush=True)
         with open(log_path, "wb") as log:
-            self.process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                            start_new_session=True)
+            self.process = subprocess.Popen(
+                command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
 
     def log_tail(self, chars: int = 6000) -> str:
         return self.log_path.read_text(errors="replace")[-chars:]

@@ -25,8 +25,12 @@ EARLY_CANCEL_LIMIT = 10_000
 
 
 class InflightRequests:
-    def __init__(self, ttl_s: float = EARLY_CANCEL_TTL_S, limit: int = EARLY_CANCEL_LIMIT,
-                 clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        ttl_s: float = EARLY_CANCEL_TTL_S,
+        limit: int = EARLY_CANCEL_LIMIT,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self._generations: dict[str, set[str]] = {}  # client id -> engine ids
         self._early: dict[str, float] = {}  # client id -> when its cancel expires (insertion order = age)
         self._ttl_s, self._limit, self._clock = ttl_s, limit, clock

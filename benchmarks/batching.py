@@ -1,6 +1,6 @@
 """Does vLLM batch the requests that reach it through Triton? N at once against one alone, in one run.
 
-    scripts/bench.sh batching [--concurrency 4 8] [--max-tokens 256] [--url HOST:PORT]
+    benchmarks/bench.sh batching [--concurrency 4 8] [--max-tokens 256] [--url HOST:PORT]
 
 Sends the same decode-heavy request through the ensemble (tiny mode: one
 512 px view; a fixed number of output tokens, ignore_eos, the n-gram rule
@@ -19,10 +19,13 @@ import asyncio
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
-from benchkit import report, systems
-from benchkit.clients import TritonEnsemble
-from benchkit.images import make_images
+from benchmarks.benchkit import report, systems
+from benchmarks.benchkit.clients import TritonEnsemble
+from benchmarks.benchkit.images import make_images
+from dsocr import processes
+from dsocr.triton import contract
 
 PROMPT = "<image>\nFree OCR."
 
@@ -75,20 +78,30 @@ async def measure(args, url: str) -> dict:
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     model = args.model or systems.default_model(args.device)
-    data = {"machine": systems.machine_description(args.device), "conditions": {"before": report.machine_conditions()},
-            "settings": {"model": model, "resolution_mode": "tiny", "image_set": "small", "max_tokens": args.max_tokens,
-                         "ngram_size": 0, "repeat": args.repeat}}
+    data: dict[str, Any] = {
+        "machine": systems.machine_description(args.device),
+        "conditions": {"before": report.machine_conditions()},
+        "settings": {
+            "model": model,
+            "resolution_mode": "tiny",
+            "image_set": "small",
+            "max_tokens": args.max_tokens,
+            "ngram_size": 0,
+            "repeat": args.repeat,
+        },
+    }
     if args.url:
         data.update(asyncio.run(measure(args, args.url)))
     else:
-        ports = {name: systems.free_port() for name in ("port", "triton_http_port", "triton_grpc_port",
-                                                         "triton_metrics_port")}
+        ports = processes.free_ports()
         command = [*systems.stack_command(model, args.device, ports), "--no-frontend"]
         log = Path(tempfile.mkdtemp(prefix="dsocr-bench-batching-")) / "stack.log"
-        with systems.ServerProcess("our stack (dsocr.serve)", command, systems.serve_env(model, args.device),
-                                   log) as server:
-            server.wait_ready(f"http://127.0.0.1:{ports['triton_http_port']}/v2/models/deepseek_ocr/ready",
-                              args.ready_timeout_s)
+        with systems.ServerProcess(
+            "our stack (dsocr.serve)", command, systems.serve_env(model, args.device), log
+        ) as server:
+            server.wait_ready(
+                f"http://127.0.0.1:{ports['triton_http_port']}{contract.ready_path()}", args.ready_timeout_s
+            )
             data.update(asyncio.run(measure(args, f"127.0.0.1:{ports['triton_grpc_port']}")))
     data["conditions"]["after"] = report.machine_conditions()
     report.save("batching", args.device, data, args.results_dir)

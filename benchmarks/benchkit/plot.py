@@ -7,20 +7,23 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")  # files only; no display on a server
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-from benchkit.report import SYSTEMS  # noqa: E402
+from benchmarks.benchkit.report import SYSTEMS
 
 MARKERS = {"frontend": "o", "ensemble": "s", "vllm_serve": "^", "asyncllm": "D"}
 
 
 def _throughput(ax, compare: dict) -> None:
     for name, levels in compare["systems"].items():
-        ax.plot([lv["concurrency"] for lv in levels], [lv["images_per_s"] for lv in levels],
-                marker=MARKERS.get(name, "o"), label=SYSTEMS[name])
+        ax.plot(
+            [lv["concurrency"] for lv in levels],
+            [lv["images_per_s"] for lv in levels],
+            marker=MARKERS.get(name, "o"),
+            label=SYSTEMS[name],
+        )
     tokens = compare["settings"]["max_tokens"]
-    ax.set(title=f"Throughput vs concurrency ({tokens} output tokens)", xlabel="concurrent requests",
-           ylabel="images/s")
+    ax.set(title=f"Throughput vs concurrency ({tokens} output tokens)", xlabel="concurrent requests", ylabel="images/s")
     ax.set_xscale("log", base=2)
     concurrency = sorted({lv["concurrency"] for levels in compare["systems"].values() for lv in levels})
     ax.set_xticks(concurrency, [str(c) for c in concurrency])
@@ -41,8 +44,9 @@ def _breakdown(ax, breakdown: dict) -> None:
 def _preprocess(ax, data: dict) -> None:
     levels = data["levels"]
     ax.plot([r["instances"] for r in levels], [r["images_per_s"] for r in levels], marker="o")
-    ax.set(title=f"Preprocess instances ({data['settings']['image_set']} images)", xlabel="instances",
-           ylabel="images/s")
+    ax.set(
+        title=f"Preprocess instances ({data['settings']['image_set']} images)", xlabel="instances", ylabel="images/s"
+    )
     ax.set_xticks([r["instances"] for r in levels])
     ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)
@@ -53,8 +57,11 @@ def _batching(ax, data: dict) -> None:
     n = [lv["requests"] for lv in levels]
     ax.plot(n, [lv["vs_one"] for lv in levels], marker="o", label="measured")
     ax.plot(n, n, linestyle="--", color="grey", label="serialised")
-    ax.set(title=f"N requests at once ({data['settings']['max_tokens']} tokens each)", xlabel="requests at once",
-           ylabel="wall time / one request")
+    ax.set(
+        title=f"N requests at once ({data['settings']['max_tokens']} tokens each)",
+        xlabel="requests at once",
+        ylabel="wall time / one request",
+    )
     ax.set_ylim(bottom=0)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
@@ -77,9 +84,9 @@ def plot(results: dict[str, dict], device: str, path: Path) -> None:
     columns = min(3, len(panels))
     rows = -(-len(panels) // columns)
     fig, axes = plt.subplots(rows, columns, figsize=(5.5 * columns, 4.6 * rows), squeeze=False)
-    for ax in axes.flat[len(panels):]:
+    for ax in axes.flat[len(panels) :]:
         ax.axis("off")
-    for draw, ax in zip(panels, axes.flat):
+    for draw, ax in zip(panels, axes.flat, strict=False):
         draw(ax)
     fig.suptitle(f"DeepSeek-OCR serving benchmarks ({device.upper()})")
     fig.tight_layout()

@@ -10,6 +10,8 @@ Imported only inside a Triton stub process.
 
 from __future__ import annotations
 
+from typing import Any
+
 import triton_python_backend_utils as pb_utils
 from vllm.v1.metrics.loggers import StatLoggerBase
 
@@ -33,7 +35,7 @@ LABELS = {"model": "vllm_model"}
 class TritonStatLogger(StatLoggerBase):
     def __init__(self, vllm_config, engine_index: int = 0):
         # A Metric is only valid while its MetricFamily lives: keep them all.
-        self._families = []
+        self._families: list[Any] = []
         self._gauges = {name: self._metric(name, help, pb_utils.MetricFamily.GAUGE) for name, help in _GAUGES.items()}
         self._counters = {
             name: self._metric(name, help, pb_utils.MetricFamily.COUNTER) for name, help in _COUNTERS.items()
@@ -41,7 +43,7 @@ class TritonStatLogger(StatLoggerBase):
         self._success = pb_utils.MetricFamily(
             "vllm:request_success_total", "Requests finished, by finish reason", pb_utils.MetricFamily.COUNTER
         )
-        self._by_reason = {}
+        self._by_reason: dict[str, Any] = {}
         self._failed = False
 
     def _metric(self, name: str, help: str, kind):

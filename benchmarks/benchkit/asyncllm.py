@@ -3,10 +3,10 @@
 It gets what a user of plain vLLM would hand it: the decoded PIL image and
 DeepSeek's prompt, so vLLM's own processor makes the views (Gundam, the only
 mode vLLM's DeepSeek-OCR processor has). The sampling parameters are built by
-the same function our Triton model uses (`dsocr.generation.sampling_params`),
+the same function our Triton model uses (`dsocr.triton.generation.sampling_params`),
 so the n-gram rule, ignore_eos, and special-token handling are identical.
 
-Runs in a child process of the comparison (`bench_compare.py --child`):
+Runs in a child process of the comparison (`benchmarks.compare --child`):
 the engine's memory and processes go away with it.
 """
 
@@ -18,8 +18,8 @@ import uuid
 
 from PIL import Image, ImageOps
 
-from benchkit.images import Sample
-from benchkit.load import RequestResult, Stopwatch
+from benchmarks.benchkit.images import Sample
+from benchmarks.benchkit.load import RequestResult, Stopwatch
 
 
 def decode(data: bytes) -> Image.Image:
@@ -27,10 +27,10 @@ def decode(data: bytes) -> Image.Image:
     return ImageOps.exif_transpose(Image.open(io.BytesIO(data))).convert("RGB")
 
 
-def generation_settings(max_tokens: int):
-    from dsocr.settings import GenerationSettings
+def generation_parameters(max_tokens: int):
+    from dsocr.parameters import GenerationParameters
 
-    return GenerationSettings(max_tokens=max_tokens, ignore_eos=True, skip_special_tokens=False)
+    return GenerationParameters(max_tokens=max_tokens, ignore_eos=True, skip_special_tokens=False)
 
 
 def engine_inputs(prompt: str, image: Image.Image) -> dict:
@@ -41,11 +41,10 @@ class InProcessEngine:
     """Sends one request per call to an AsyncLLM and times it like the HTTP and gRPC clients."""
 
     def __init__(self, engine, prompt: str, max_tokens: int) -> None:
-        from dsocr.generation import PromptTokens, sampling_params
+        from dsocr.triton.generation import ngram_whitelist, sampling_params
 
         self._engine, self._prompt = engine, prompt
-        tokens = PromptTokens.from_tokenizer(engine.get_tokenizer())
-        self._params = sampling_params(generation_settings(max_tokens), max_tokens, tokens)
+        self._params = sampling_params(generation_parameters(max_tokens), ngram_whitelist(engine.get_tokenizer()))
 
     async def __call__(self, image: Sample) -> RequestResult:
         clock = Stopwatch()
@@ -53,8 +52,9 @@ class InProcessEngine:
         # not stall the other requests' streams.
         pil_image = await asyncio.to_thread(decode, image.data)
         prompt_tokens = completion_tokens = 0
-        async for output in self._engine.generate(engine_inputs(self._prompt, pil_image), self._params,
-                                                  uuid.uuid4().hex):
+        async for output in self._engine.generate(
+            engine_inputs(self._prompt, pil_image), self._params, uuid.uuid4().hex
+        ):
             step = output.outputs[0]
             clock.saw(step.text)
             completion_tokens += len(step.token_ids)

@@ -1,0 +1,1 @@
+"""Deployment files: the Kubernetes manifests and the script that renders them (render_k8s.py)."""

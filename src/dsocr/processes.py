@@ -1,0 +1,52 @@
+"""The processes of a running stack: free ports to start one on, and finding every process it started.
+
+A stack started with an environment marker (a variable whose value is unique
+to it) can be found whole, whatever the processes renamed themselves to:
+every descendant (Triton's stubs, vLLM's engine core) inherits the
+environment. vLLM renames its processes with setproctitle, which overwrites
+/proc/PID/environ unless SPT_NOENV is set: `marked_environment` sets both.
+"""
+
+from __future__ import annotations
+
+import socket
+import uuid
+from pathlib import Path
+
+# The port flags of `python -m dsocr.serve`, as keyword names.
+SERVE_PORTS = ("port", "triton_http_port", "triton_grpc_port", "triton_metrics_port")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def free_ports(names: tuple[str, ...] = SERVE_PORTS) -> dict[str, int]:
+    return {name: free_port() for name in names}
+
+
+def port_flags(ports: dict[str, int]) -> list[str]:
+    """{"triton_grpc_port": 8001} -> ["--triton-grpc-port=8001"]."""
+    return [f"--{name.replace('_', '-')}={port}" for name, port in ports.items()]
+
+
+def marked_environment(variable: str) -> tuple[str, dict[str, str]]:
+    """(marker, the variables that carry it into every descendant process)."""
+    marker = uuid.uuid4().hex
+    return f"{variable}={marker}", {variable: marker, "SPT_NOENV": "1"}
+
+
+def processes_with_marker(marker: str) -> list[int]:
+    """Pids whose environment carries `marker` ("NAME=value")."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if marker.encode() in (entry / "environ").read_bytes():
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
