@@ -19,9 +19,8 @@ import asyncio
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
-from benchmarks.benchkit import report, systems
+from benchmarks.benchkit import cli, report, systems
 from benchmarks.benchkit.clients import TritonEnsemble
 from benchmarks.benchkit.images import make_images
 from dsocr import processes
@@ -31,19 +30,12 @@ PROMPT = "<image>\nFree OCR."
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--device", choices=["cpu", "gpu"], help="default: auto-detect")
-    p.add_argument("--model", help="default: what dsocr.serve serves (CPU: the tiny model)")
+    p = cli.parser(__doc__)
     p.add_argument("--concurrency", type=int, nargs="+", default=[4, 8], help="requests sent at once")
     p.add_argument("--max-tokens", type=int, default=256, help="output tokens per request")
     p.add_argument("--repeat", type=int, default=2, help="runs of each size; the best counts (a shared machine)")
     p.add_argument("--url", help="a running Triton's gRPC endpoint (host:port) instead of starting one")
-    p.add_argument("--results-dir", type=Path, default=report.RESULTS_DIR)
-    p.add_argument("--report", type=Path, default=report.REPORT)
-    p.add_argument("--ready-timeout-s", type=float, default=900)
-    args = p.parse_args(argv)
-    args.device = args.device or systems.detect_device()
-    return args
+    return cli.parse(p, argv)
 
 
 async def wall_time(send, image, n: int, repeat: int) -> tuple[float, list[int]]:
@@ -78,10 +70,9 @@ async def measure(args, url: str) -> dict:
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     model = args.model or systems.default_model(args.device)
-    data: dict[str, Any] = {
-        "machine": systems.machine_description(args.device),
-        "conditions": {"before": report.machine_conditions()},
-        "settings": {
+    data = report.new_run(
+        args.device,
+        {
             "model": model,
             "resolution_mode": "tiny",
             "image_set": "small",
@@ -89,7 +80,7 @@ def main(argv: list[str] | None = None) -> dict:
             "ngram_size": 0,
             "repeat": args.repeat,
         },
-    }
+    )
     if args.url:
         data.update(asyncio.run(measure(args, args.url)))
     else:
@@ -103,11 +94,7 @@ def main(argv: list[str] | None = None) -> dict:
                 f"http://127.0.0.1:{ports['triton_http_port']}{contract.ready_path()}", args.ready_timeout_s
             )
             data.update(asyncio.run(measure(args, f"127.0.0.1:{ports['triton_grpc_port']}")))
-    data["conditions"]["after"] = report.machine_conditions()
-    report.save("batching", args.device, data, args.results_dir)
-    report.render(args.results_dir, args.report)
-    print(report.batching_markdown(data))
-    return data
+    return report.publish("batching", data, args)
 
 
 if __name__ == "__main__":

@@ -36,11 +36,10 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from benchmarks.benchkit import report, systems
+from benchmarks.benchkit import cli, report, systems
 from benchmarks.benchkit.asyncllm import InProcessEngine, start_engine
 from benchmarks.benchkit.clients import OpenAIChat, TritonEnsemble, prometheus_values, triton_stats
 from benchmarks.benchkit.images import IMAGE_SETS, Sample, make_images
@@ -98,9 +97,7 @@ DEFAULTS = {  # (device, workload) -> what a run measures unless told otherwise
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--device", choices=["cpu", "gpu"], help="default: auto-detect")
-    p.add_argument("--model", help="default: what dsocr.serve serves (CPU: the tiny model)")
+    p = cli.parser(__doc__)
     p.add_argument(
         "--workload",
         choices=WORKLOADS,
@@ -138,22 +135,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max-crops", type=int, default=6, help="Gundam's tile limit (vLLM's processor: 6)")
     p.add_argument("--ngram-size", type=int, default=30)
     p.add_argument("--window-size", type=int, default=90)
-    p.add_argument("--ready-timeout-s", type=float, default=900)
     p.add_argument("--frontend-url", help="use this running frontend for (a)")
     p.add_argument("--triton-grpc-url", help="use this running Triton (host:port) for (b)")
     p.add_argument("--triton-http-url", help="its HTTP endpoint (statistics)")
     p.add_argument("--triton-metrics-url", help="its metrics endpoint (vLLM's engine metrics)")
-    p.add_argument("--results-dir", type=Path, default=report.RESULTS_DIR)
-    p.add_argument("--report", type=Path, default=report.REPORT)
     p.add_argument("--logs-dir", type=Path, help="server logs (default: a temporary folder)")
     p.add_argument("--child", choices=["asyncllm"], help=argparse.SUPPRESS)
     p.add_argument("--child-config", type=Path, help=argparse.SUPPRESS)
-    args = p.parse_args(argv)
+    args = cli.parse(p, argv, lambda args: DEFAULTS[args.device, args.workload])
     args.argv = list(sys.argv[1:] if argv is None else argv)  # for the child of (d)
-    args.device = args.device or systems.detect_device()
-    for key, value in DEFAULTS[args.device, args.workload].items():
-        if getattr(args, key) is None:
-            setattr(args, key, value)
     return args
 
 
@@ -507,12 +497,7 @@ def main(argv: list[str] | None = None) -> dict:
     logs = args.logs_dir or Path(tempfile.mkdtemp(prefix="dsocr-bench-"))
     logs.mkdir(parents=True, exist_ok=True)
     print(f"[bench] {args.device}, model {model}; engine arguments for every system: {engine_args}", flush=True)
-    data: dict[str, Any] = {
-        "settings": settings_record(args, model, engine_args),
-        "machine": systems.machine_description(args.device),
-        "conditions": {"before": report.machine_conditions()},
-        "systems": {},
-    }
+    data = report.new_run(args.device, settings_record(args, model, engine_args))
     runs: dict[str, list[list[dict]]] = {name: [] for name in SYSTEM_NAMES if name in args.systems}
     for index in range(args.passes):
         order = [name for name in SYSTEM_NAMES if name in args.systems][:: -1 if index % 2 else 1]
@@ -530,12 +515,7 @@ def main(argv: list[str] | None = None) -> dict:
     data["systems"] = {
         name: [pooled(same_level) for same_level in zip(*passes, strict=True)] for name, passes in runs.items()
     }
-    data["conditions"]["after"] = report.machine_conditions()
-    saved = report.save(WORKLOADS[args.workload], args.device, data, args.results_dir)
-    written = report.render(args.results_dir, args.report)
-    print(f"[bench] results {saved}; rendered {', '.join(map(str, written))}", flush=True)
-    print(report.compare_markdown(data))
-    return data
+    return report.publish(WORKLOADS[args.workload], data, args)
 
 
 if __name__ == "__main__":

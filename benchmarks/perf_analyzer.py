@@ -29,11 +29,10 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from benchmarks.benchkit import report, systems
+from benchmarks.benchkit import cli, report, systems
 from benchmarks.benchkit.images import IMAGE_SETS, Sample, make_images
 from dsocr import processes
 from dsocr.triton import contract
@@ -51,9 +50,7 @@ DEFAULTS = {
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--device", choices=["cpu", "gpu"], help="default: auto-detect")
-    p.add_argument("--model", help="default: what dsocr.serve serves (CPU: the tiny model)")
+    p = cli.parser(__doc__)
     p.add_argument("--url", help="a running Triton's gRPC endpoint; default: start the stack")
     p.add_argument("--image-set", choices=IMAGE_SETS)
     p.add_argument("--images", type=int)
@@ -65,15 +62,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max-crops", type=int, default=6)
     p.add_argument("--perf-analyzer", default=str(Path(sys.executable).with_name("perf_analyzer")))
     p.add_argument("--work-dir", type=Path, help="input data, CSV and profile exports (default: temporary)")
-    p.add_argument("--results-dir", type=Path, default=report.RESULTS_DIR)
-    p.add_argument("--report", type=Path, default=report.REPORT)
-    p.add_argument("--ready-timeout-s", type=float, default=900)
-    args = p.parse_args(argv)
-    args.device = args.device or systems.detect_device()
-    for key, value in DEFAULTS[args.device].items():
-        if getattr(args, key) is None:
-            setattr(args, key, value)
-    return args
+    return cli.parse(p, argv, lambda args: DEFAULTS[args.device])
 
 
 def uint8_tensor(data: bytes) -> dict:
@@ -170,17 +159,16 @@ def main(argv: list[str] | None = None) -> dict:
         sys.exit(f"{args.perf_analyzer} not found: run scripts/setup.sh (it runs scripts/install_perf_analyzer.sh)")
     work = args.work_dir or Path(tempfile.mkdtemp(prefix="dsocr-perf-analyzer-"))
     work.mkdir(parents=True, exist_ok=True)
-    data: dict[str, Any] = {
-        "machine": systems.machine_description(args.device),
-        "conditions": {"before": report.machine_conditions()},
-        "settings": {
+    data = report.new_run(
+        args.device,
+        {
             "image_set": args.image_set,
             "images": args.images,
             "max_tokens": args.max_tokens,
             "resolution_mode": "gundam",
             "input_data": "input_data.json",
         },
-    }
+    )
     if args.url:
         data["levels"], data["command"] = run_all(args, args.url, work)
     else:
@@ -194,11 +182,7 @@ def main(argv: list[str] | None = None) -> dict:
         ) as server:
             server.wait_ready(f"http://127.0.0.1:{ports['triton_http_port']}/v2/health/ready", args.ready_timeout_s)
             data["levels"], data["command"] = run_all(args, f"127.0.0.1:{ports['triton_grpc_port']}", work)
-    data["conditions"]["after"] = report.machine_conditions()
-    report.save("perf_analyzer", args.device, data, args.results_dir)
-    report.render(args.results_dir, args.report)
-    print(report.perf_analyzer_markdown(data))
-    return data
+    return report.publish("perf_analyzer", data, args)
 
 
 if __name__ == "__main__":

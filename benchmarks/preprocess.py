@@ -43,7 +43,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 from PIL import Image, ImageOps
 
@@ -297,18 +296,17 @@ def main(argv: list[str] | None = None) -> dict:
     from dsocr.tiny_models import build_tokenizer
 
     samples = make_samples()[: args.only]
-    device = systems.detect_device()
-    data: dict[str, Any] = {
-        "machine": systems.machine_description(device),
-        "conditions": {"before": report.machine_conditions()},
-        "settings": {
+    args.device = systems.detect_device()
+    data = report.new_run(
+        args.device,
+        {
             "family": args.family,
             "max_crops": args.max_crops,
             "repeat": args.repeat,
             "threads": args.threads,
             "images": len(samples),
         },
-    }
+    )
     with tempfile.TemporaryDirectory() as scratch:
         tokenizer_dir = build_tokenizer(Path(scratch))
         samples_file = Path(scratch) / "samples.pickle"
@@ -331,11 +329,7 @@ def main(argv: list[str] | None = None) -> dict:
         view_bytes=transfer_sizes(),
         shared_work=list(SHARED_WORK),
     )
-    data["conditions"]["after"] = report.machine_conditions()
-    report.save("preprocess", device, data, args.results_dir)
-    report.render(args.results_dir, args.report)
-    print(report.preprocess_speed_markdown(data))
-    return data
+    return report.publish("preprocess", data, args)
 
 
 if __name__ == "__main__":

@@ -26,11 +26,10 @@ import re
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
 
 import tritonclient.grpc.aio as grpcclient
 
-from benchmarks.benchkit import report, systems
+from benchmarks.benchkit import cli, report, systems
 from benchmarks.benchkit.clients import TritonEnsemble
 from benchmarks.benchkit.images import IMAGE_SETS, Sample, make_images
 from benchmarks.benchkit.load import RequestResult, Stopwatch, run_level
@@ -48,9 +47,7 @@ DEFAULTS = {
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--device", choices=["cpu", "gpu"], help="default: auto-detect")
-    p.add_argument("--model", help="default: what dsocr.serve serves (CPU: the tiny model)")
+    p = cli.parser(__doc__)
     p.add_argument("--target", choices=["preprocess", "ensemble"])
     p.add_argument("--instances", type=int, nargs="+", help="preprocess instance counts to compare")
     p.add_argument("--concurrency", type=int)
@@ -60,15 +57,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max-crops", type=int, default=6)
     p.add_argument("--warmup", type=int, default=4, help="untimed requests per instance count")
     p.add_argument("--url", help="measure this running Triton (gRPC host:port) as configured; no restarts")
-    p.add_argument("--results-dir", type=Path, default=report.RESULTS_DIR)
-    p.add_argument("--report", type=Path, default=report.REPORT)
-    p.add_argument("--ready-timeout-s", type=float, default=900)
-    args = p.parse_args(argv)
-    args.device = args.device or systems.detect_device()
-    for key, value in DEFAULTS[args.device].items():
-        if getattr(args, key) is None:
-            setattr(args, key, value)
-    return args
+    return cli.parse(p, argv, lambda args: DEFAULTS[args.device])
 
 
 def parameters(args) -> dict:
@@ -177,10 +166,9 @@ def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     model = args.model or systems.default_model(args.device)
     images = make_images(args.image_set, args.images)
-    data: dict[str, Any] = {
-        "machine": systems.machine_description(args.device),
-        "conditions": {"before": report.machine_conditions()},
-        "settings": {
+    data = report.new_run(
+        args.device,
+        {
             "target": args.target,
             "image_set": args.image_set,
             "images": args.images,
@@ -189,17 +177,13 @@ def main(argv: list[str] | None = None) -> dict:
             "concurrency": args.concurrency,
             "max_tokens": 1 if args.target == "ensemble" else None,
         },
-    }
+    )
     if args.url:
         data["levels"] = [asyncio.run(measure(args, args.url, images, 0))]
     else:
         with tempfile.TemporaryDirectory(prefix="dsocr-bench-preprocess-") as scratch:
             data["levels"] = [measure_instances(args, model, images, n, Path(scratch)) for n in args.instances]
-    data["conditions"]["after"] = report.machine_conditions()
-    report.save("preprocess_instances", args.device, data, args.results_dir)
-    report.render(args.results_dir, args.report)
-    print(report.preprocess_markdown(data))
-    return data
+    return report.publish("preprocess_instances", data, args)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ import platform
 import re
 import time
 from pathlib import Path
+from typing import Any
 
 from dsocr import paths
 
@@ -400,6 +401,28 @@ RENDERERS = {
     "batching": batching_markdown,
     "preprocess": preprocess_speed_markdown,
 }
+
+
+def new_run(device: str, settings: dict) -> dict[str, Any]:
+    """The record a run starts: the machine, its conditions before, what the run is asked to do."""
+    from benchmarks.benchkit.systems import machine_description
+
+    return {
+        "machine": machine_description(device),
+        "conditions": {"before": machine_conditions()},
+        "settings": settings,
+    }
+
+
+def publish(name: str, data: dict, args) -> dict:
+    """Close a run: the machine's conditions after it, its results saved, the report and plot rendered, its
+    block printed."""
+    data["conditions"]["after"] = machine_conditions()
+    saved = save(name, args.device, data, args.results_dir)
+    written = render(args.results_dir, args.report)
+    print(f"[bench] results {saved}; rendered {', '.join(map(str, written))}", flush=True)
+    print(RENDERERS[name](data))
+    return data
 
 
 def replace_block(text: str, key: str, body: str) -> str:

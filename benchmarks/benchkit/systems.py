@@ -26,7 +26,7 @@ from pathlib import Path
 
 import httpx
 
-from dsocr.processes import marked_environment, port_flags, processes_with_marker
+from dsocr.processes import marked_environment, port_flags, processes_with_marker, stop_group
 
 SERVED_NAME = "deepseek-ocr"
 MARKER_VARIABLE = "DSOCR_BENCHMARK_PROCESS"
@@ -180,15 +180,8 @@ class ServerProcess:
         raise RuntimeError(f"{self.name} not ready after {timeout_s:.0f} s:\n{self.log_tail()}")
 
     def stop(self, grace_s: float = 120) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=grace_s)
-            except subprocess.TimeoutExpired:
-                print(f"[bench] {self.name} did not stop in {grace_s:.0f} s; killing it", flush=True)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait()
+        if not stop_group(self.process, grace_s):
+            print(f"[bench] {self.name} did not stop in {grace_s:.0f} s; killed it", flush=True)
         time.sleep(1)
         for pid in processes_with_marker(self.marker):
             with contextlib.suppress(ProcessLookupError):

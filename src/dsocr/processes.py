@@ -9,7 +9,11 @@ environment. vLLM renames its processes with setproctitle, which overwrites
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import socket
+import subprocess
 import uuid
 from pathlib import Path
 
@@ -36,6 +40,22 @@ def marked_environment(variable: str) -> tuple[str, dict[str, str]]:
     """(marker, the variables that carry it into every descendant process)."""
     marker = uuid.uuid4().hex
     return f"{variable}={marker}", {variable: marker, "SPT_NOENV": "1"}
+
+
+def stop_group(process: subprocess.Popen, grace_s: float) -> bool:
+    """SIGTERM a process started in a session of its own, wait up to grace_s, then SIGKILL whatever is
+    left of its process group (stubs, engine cores). True when it had stopped by itself."""
+    stopped = True
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            stopped = False
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    return stopped
 
 
 def processes_with_marker(marker: str) -> list[int]:

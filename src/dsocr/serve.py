@@ -27,6 +27,7 @@ from pathlib import Path
 
 from dsocr import envs, paths
 from dsocr.engine_config import cpu_environment, served_model
+from dsocr.processes import stop_group
 from dsocr.triton import contract
 
 CPU_BANNER = """\
@@ -91,17 +92,8 @@ class Child:
 
     def stop(self, grace_s: float) -> None:
         """SIGTERM, wait, then SIGKILL whatever is left of the process group."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=grace_s)
-            except subprocess.TimeoutExpired:
-                print(f"[serve] {self.name} did not stop in {grace_s:.0f} s; killing it", flush=True)
-        try:
-            os.killpg(self.process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        self.process.wait()
+        if not stop_group(self.process, grace_s):
+            print(f"[serve] {self.name} did not stop in {grace_s:.0f} s; killed it", flush=True)
 
 
 @dataclass
