@@ -152,7 +152,7 @@ def test_bad_parameter_is_400_naming_it(client, parameters, param):
 
 def test_prompt_that_leaves_no_room_in_the_context_is_400_from_the_model(client):
     # ~6000 text tokens against the CPU stack's 4096-token context.
-    with pytest.raises(openai.BadRequestError, match="maximum model length") as error:
+    with pytest.raises(openai.BadRequestError, match="maximum context length is") as error:
         client.chat.completions.create(model=MODEL, messages=messages(data_url(PAGE), "word " * 6000), max_tokens=1)
     assert error.value.body["type"] == "invalid_request_error"
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import json
 import struct
 import zlib
 
@@ -14,7 +13,8 @@ from PIL import Image
 from tritonclient.utils import InferenceServerException
 
 from dsocr.preprocessing import preprocess_image, resolution_mode
-from tests.helpers import uint8_input
+from dsocr.triton import client as ensemble
+from dsocr.triton.contract import PREPROCESS_MODEL
 
 PROMPT = "<image>\nFree OCR."
 
@@ -43,15 +43,8 @@ def client(service):
     client.close()
 
 
-def preprocess(client, image: bytes, prompt: str = PROMPT, **settings):
-    return client.infer(
-        "preprocess",
-        [
-            uint8_input("IMAGE", image),
-            uint8_input("PROMPT", prompt.encode()),
-            uint8_input("PARAMETERS", json.dumps(settings).encode()),
-        ],
-    )
+def preprocess(client, image: bytes, prompt: str = PROMPT, **parameters):
+    return client.infer(PREPROCESS_MODEL, ensemble.request_inputs(image, prompt, parameters))
 
 
 @pytest.mark.parametrize(

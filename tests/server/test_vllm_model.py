@@ -96,7 +96,7 @@ def test_prompt_over_the_context_is_a_clear_error(service):
     prompt = "<image>\n" + "word " * 5000  # beyond the CPU service's context
     with pytest.raises(InferenceServerException) as error:
         stream_ensemble(service.triton_grpc_url, page_png(), prompt, {"max_tokens": 5})
-    assert f"longer than the maximum model length of {SERVICE_MAX_MODEL_LEN}" in str(error.value)
+    assert f"maximum context length is {SERVICE_MAX_MODEL_LEN} tokens" in str(error.value)
     assert "INVALID_ARG" in str(error.value.status())
 
 
