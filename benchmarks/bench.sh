@@ -9,6 +9,7 @@
 #   benchmarks/bench.sh preprocess-instances [flags]  images/s vs preprocess instances: benchmarks/preprocess_instances.py
 #   benchmarks/bench.sh preprocess [flags]            our preprocessing vs vLLM's processor: benchmarks/preprocess.py
 #   benchmarks/bench.sh batching [flags]              N requests at once vs one: benchmarks/batching.py
+#   benchmarks/bench.sh documents [flags]             a PDF through /v1/ocr vs the offline floor: benchmarks/documents.py
 #   benchmarks/bench.sh all                           all of them, one after another, with their defaults
 #
 # `benchmarks/bench.sh NAME --help` lists a benchmark's flags.
@@ -16,7 +17,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PYTHON="$ROOT/.venv/bin/python"
 
-usage() { sed -n '2,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 [[ $# -ge 1 ]] || usage
 name="$1"; shift
 "$ROOT/scripts/setup.sh"
@@ -30,10 +31,12 @@ case "$name" in
   preprocess-instances) bench preprocess_instances "$@" ;;
   preprocess) bench preprocess "$@" ;;
   batching) bench batching "$@" ;;
+  documents) bench documents "$@" ;;
   all)
     bench preprocess
     bench preprocess_instances
     bench batching
+    bench documents
     bench perf_analyzer
     bench compare
     bench compare --workload long ;;

@@ -7,18 +7,21 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from starlette.middleware import Middleware
 
+from dsocr.documents.render import DocumentRenderer
 from openai_frontend.disconnect import ClientDisconnected, client_disconnected
+from openai_frontend.documents import PageRunner, PageSlots
 from openai_frontend.engine import Engine
 from openai_frontend.errors import install_handlers
 from openai_frontend.image_urls import ImageFetcher, ImageURLPolicy
-from openai_frontend.images import ImageLoader
 from openai_frontend.middlewares import ApiKeyAuth, BodySizeLimit, ConcurrencyLimit
+from openai_frontend.ocr import DocumentService
 from openai_frontend.pool import TritonPool
-from openai_frontend.routers import chat, health, models
+from openai_frontend.routers import chat, health, models, ocr
 from openai_frontend.settings import Settings
+from openai_frontend.sources import SourceLoader
 
 # What the concurrency limit counts: requests that run the model.
-GENERATION_PATHS = frozenset({"/v1/chat/completions"})
+GENERATION_PATHS = frozenset({"/v1/chat/completions", "/v1/ocr"})
 
 
 def image_fetcher(settings: Settings) -> ImageFetcher:
@@ -50,11 +53,18 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         app.state.engine = engine or await TritonPool.connect(settings.triton_grpc_urls)
-        app.state.images = ImageLoader(settings.max_image_bytes, image_fetcher(settings))
+        app.state.documents = DocumentService(
+            sources=SourceLoader(settings.max_image_bytes, settings.max_document_bytes, image_fetcher(settings)),
+            renderer=DocumentRenderer(settings.render_workers, settings.document_limits),
+            runner=PageRunner(
+                app.state.engine, PageSlots(settings.max_pages_in_flight, settings.max_pages_in_flight_per_request)
+            ),
+        )
         try:
             yield
         finally:
-            await app.state.images.close()
+            await app.state.documents.sources.close()
+            await app.state.documents.renderer.close()
             await app.state.engine.close()
 
     app = FastAPI(title="DeepSeek-OCR", lifespan=lifespan, middleware=middlewares(settings))
@@ -64,4 +74,5 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(models.router)
     app.include_router(chat.router)
+    app.include_router(ocr.router)
     return app

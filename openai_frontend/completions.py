@@ -41,11 +41,7 @@ log = logging.getLogger(__name__)
 
 
 def usage_of(delta: Delta) -> Usage:
-    return Usage(
-        prompt_tokens=delta.prompt_tokens,
-        completion_tokens=delta.completion_tokens,
-        total_tokens=delta.prompt_tokens + delta.completion_tokens,
-    )
+    return Usage.counted(delta.prompt_tokens, delta.completion_tokens)
 
 
 @dataclass(frozen=True)

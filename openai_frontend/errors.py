@@ -15,6 +15,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
+from dsocr.documents.render import RenderFailed
+from dsocr.errors import RequestError
+
 
 class OpenAIError(Exception):
     status = 500
@@ -36,6 +39,14 @@ class OpenAIError(Exception):
     def response(self) -> JSONResponse:
         """Also an ASGI app, so that middlewares answer with it too."""
         return JSONResponse(self.body(), status_code=self.status, headers=self.headers())
+
+    def prefixed(self, prefix: str) -> OpenAIError:
+        """The same error (status, type, code, param, headers), `prefix` before its message."""
+        error = type(self).__new__(type(self))
+        error.__dict__.update(self.__dict__)
+        error.message = prefix + self.message
+        error.args = (error.message,)
+        return error
 
 
 class BadRequest(OpenAIError):
@@ -81,6 +92,16 @@ class Unavailable(OpenAIError):
     default_code = "service_unavailable"
 
 
+def client_error(exc: RequestError) -> BadRequest:
+    """The package's client errors (bad image, prompt, parameter, document) in the API's shape."""
+    return BadRequest(exc.message, param=exc.param, code=exc.code)
+
+
+def render_failed(exc: RenderFailed) -> OpenAIError:
+    """A document worker that died: a server fault, whatever the document was."""
+    return OpenAIError(str(exc), code="render_failed")
+
+
 # Labels pydantic puts in an error's location for the member of a union it
 # tried ("str", "list[str]", "tagged-union[...]"); not part of the request's path.
 _UNION_MEMBERS = {"str", "int", "float", "bool", "none"}
@@ -123,6 +144,14 @@ def install_handlers(app: FastAPI) -> None:
     @app.exception_handler(OpenAIError)
     async def _openai(_: Request, exc: OpenAIError):
         return exc.response()
+
+    @app.exception_handler(RequestError)
+    async def _request_error(_: Request, exc: RequestError):
+        return client_error(exc).response()
+
+    @app.exception_handler(RenderFailed)
+    async def _render_failed(_: Request, exc: RenderFailed):
+        return render_failed(exc).response()
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError):

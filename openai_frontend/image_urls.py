@@ -1,4 +1,4 @@
-"""Fetching an image URL without letting a client reach what it should not.
+"""Fetching an image or document URL without letting a client reach what it should not.
 
 A URL names a host; what is reached is an address. So the host is checked
 against the allowlist, resolved once, every address it resolves to is checked
@@ -68,6 +68,18 @@ def is_public(address: str) -> bool:
 
 
 @dataclass(frozen=True)
+class Loaded:
+    """A fetched (or data URL's) body and what its sender called it; the content decides, not this."""
+
+    data: bytes
+    media_type: str | None
+
+
+def _too_large(param: str, max_bytes: int, kind: str) -> BadRequest:
+    return BadRequest(f"the {kind} at the URL is larger than {max_bytes} bytes", param=param, code=f"{kind}_too_large")
+
+
+@dataclass(frozen=True)
 class ImageURLPolicy:
     """Which URLs may be fetched: on or off, which hosts, which addresses."""
 
@@ -75,29 +87,29 @@ class ImageURLPolicy:
     hosts: tuple[str, ...] = ()  # empty: any host; "*.example.com": its subdomains
     allow_private: bool = False
 
-    def check_url(self, url: httpx.URL, param: str) -> None:
+    def check_url(self, url: httpx.URL, param: str, kind: str = "image") -> None:
         if not self.enabled:
             raise BadRequest(
-                "image URLs are disabled on this server; send the image as a base64 data URL",
+                f"{kind} URLs are disabled on this server; send the {kind} as a base64 data URL",
                 param=param,
                 code="image_url_disabled",
             )
         if url.scheme not in ("http", "https") or not url.host:
-            raise BadRequest("image URLs must be http(s) URLs with a host", param=param, code="invalid_image_url")
+            raise BadRequest(f"{kind} URLs must be http(s) URLs with a host", param=param, code=f"invalid_{kind}_url")
         if self.hosts and not any(_host_matches(url.host, pattern) for pattern in self.hosts):
             raise BadRequest(
-                f"image URLs from host {url.host!r} are not allowed on this server",
+                f"{kind} URLs from host {url.host!r} are not allowed on this server",
                 param=param,
                 code="image_url_host_not_allowed",
             )
 
-    def check_addresses(self, host: str, addresses: list[str], param: str) -> None:
+    def check_addresses(self, host: str, addresses: list[str], param: str, kind: str = "image") -> None:
         if not addresses:
-            raise BadRequest(f"image URL host {host!r} does not resolve", param=param, code="image_url_unreachable")
+            raise BadRequest(f"{kind} URL host {host!r} does not resolve", param=param, code="image_url_unreachable")
         refused = [address for address in addresses if not is_public(address)]
         if refused and not self.allow_private:
             raise BadRequest(
-                f"image URL host {host!r} resolves to a private, loopback or link-local address ({refused[0]}); "
+                f"{kind} URL host {host!r} resolves to a private, loopback or link-local address ({refused[0]}); "
                 "such addresses are not fetched",
                 param=param,
                 code="image_url_private_address",
@@ -136,46 +148,50 @@ class ImageFetcher:
             follow_redirects=False,
             timeout=None,
             limits=httpx.Limits(max_keepalive_connections=0),
-            headers={"Accept": "image/*", "Accept-Encoding": "identity"},
+            headers={"Accept": "application/pdf, image/*", "Accept-Encoding": "identity"},
         )
 
-    async def fetch(self, url: str, param: str) -> bytes:
+    async def fetch(self, url: str, param: str, max_bytes: int | None = None, kind: str = "image") -> Loaded:
+        """The body and Content-Type at `url`, at most `max_bytes` (default: the fetcher's) of it."""
+        cap = self.max_bytes if max_bytes is None else max_bytes
         try:
             target = httpx.URL(url)
         except httpx.InvalidURL as exc:
-            raise BadRequest(f"the image URL is not valid: {exc}", param=param, code="invalid_image_url") from exc
+            raise BadRequest(f"the {kind} URL is not valid: {exc}", param=param, code=f"invalid_{kind}_url") from exc
         try:
             async with asyncio.timeout(self.timeout_s):
-                return await self._follow(target, param)
+                return await self._follow(target, param, cap, kind)
         except TimeoutError as exc:
             raise BadRequest(
-                f"fetching the image URL timed out after {self.timeout_s:g} s", param=param, code="image_url_timeout"
+                f"fetching the {kind} URL timed out after {self.timeout_s:g} s", param=param, code="image_url_timeout"
             ) from exc
         except httpx.HTTPError as exc:
             raise BadRequest(
-                f"fetching the image URL failed: {exc or type(exc).__name__}", param=param, code="image_url_unreachable"
+                f"fetching the {kind} URL failed: {exc or type(exc).__name__}",
+                param=param,
+                code="image_url_unreachable",
             ) from exc
 
-    async def _follow(self, url: httpx.URL, param: str) -> bytes:
+    async def _follow(self, url: httpx.URL, param: str, max_bytes: int, kind: str) -> Loaded:
         for _ in range(self.max_redirects + 1):
-            self.policy.check_url(url, param)
-            response = await self._client.send(await self._pinned_request(url, param), stream=True)
+            self.policy.check_url(url, param, kind)
+            response = await self._client.send(await self._pinned_request(url, param, kind), stream=True)
             try:
                 if not response.is_redirect:
-                    return await self._body(response, param)
+                    return await self._body(response, param, max_bytes, kind)
                 url = url.join(response.headers["location"])
             finally:
                 await response.aclose()
         raise BadRequest(
-            f"the image URL redirects; this server follows {self.max_redirects} redirect(s) at most",
+            f"the {kind} URL redirects; this server follows {self.max_redirects} redirect(s) at most",
             param=param,
             code="image_url_redirect",
         )
 
-    async def _pinned_request(self, url: httpx.URL, param: str) -> httpx.Request:
+    async def _pinned_request(self, url: httpx.URL, param: str, kind: str) -> httpx.Request:
         port = url.port or (443 if url.scheme == "https" else 80)
         addresses = await self._resolve(url.host, port)
-        self.policy.check_addresses(url.host, addresses, param)
+        self.policy.check_addresses(url.host, addresses, param, kind)
         return self._client.build_request(
             "GET",
             url.copy_with(host=addresses[0]),
@@ -183,26 +199,24 @@ class ImageFetcher:
             extensions={"sni_hostname": url.host},
         )
 
-    async def _body(self, response: httpx.Response, param: str) -> bytes:
+    async def _body(self, response: httpx.Response, param: str, max_bytes: int, kind: str) -> Loaded:
         if response.status_code != 200:
             raise BadRequest(
-                f"fetching the image URL failed: HTTP {response.status_code}", param=param, code="image_url_http_status"
+                f"fetching the {kind} URL failed: HTTP {response.status_code}",
+                param=param,
+                code="image_url_http_status",
             )
         declared = response.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > self.max_bytes:
-            raise self._too_large(param)
+        if declared.isdigit() and int(declared) > max_bytes:
+            raise _too_large(param, max_bytes, kind)
         chunks, size = [], 0
         async for chunk in response.aiter_bytes():
             size += len(chunk)
-            if size > self.max_bytes:
-                raise self._too_large(param)
+            if size > max_bytes:
+                raise _too_large(param, max_bytes, kind)
             chunks.append(chunk)
-        return b"".join(chunks)
-
-    def _too_large(self, param: str) -> BadRequest:
-        return BadRequest(
-            f"the image at the URL is larger than {self.max_bytes} bytes", param=param, code="image_too_large"
-        )
+        media_type = response.headers.get("content-type", "").split(";")[0].strip().lower() or None
+        return Loaded(b"".join(chunks), media_type)
 
     async def close(self) -> None:
         await self._client.aclose()

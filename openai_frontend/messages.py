@@ -1,9 +1,11 @@
-"""Chat messages -> one image and DeepSeek's prompt.
+"""Chat messages -> the images and documents to OCR, and DeepSeek's prompt.
 
 DeepSeek-OCR takes one image and a short instruction, laid out as
-"<image>\\n<instruction>". The image may come in any content part of any user
-message; the instruction is the text parts of the system, developer and user
-messages, in order. An image with no text gets DeepSeek's default document
+"<image>\\n<instruction>". A chat request may carry several images and
+documents (`file` parts: PDFs, TIFFs), in any content part of any user
+message; each image and each page is OCR'd on its own with the same
+instruction. The instruction is the text parts of the system, developer and
+user messages, in order. Images with no text get DeepSeek's default document
 prompt. Assistant turns are not part of an OCR prompt and are skipped.
 """
 
@@ -14,31 +16,25 @@ from dataclasses import dataclass
 from dsocr import prompts
 from dsocr.preprocessing.prompt import IMAGE_PLACEHOLDER
 from openai_frontend.errors import BadRequest
-from openai_frontend.schemas import ChatCompletionRequest, ImagePart
+from openai_frontend.schemas import ChatCompletionRequest, FilePart, ImagePart
+from openai_frontend.sources import Source
 
 DEFAULT_PROMPT = prompts.DEFAULT
 
 
 @dataclass(frozen=True)
-class ImageSource:
-    """Where the image is (a data: or http(s) URL) and which request field said so."""
-
-    url: str
-    param: str
+class OCRRequest:
+    sources: list[Source]  # images and documents, in the order the messages give them
+    prompt: str  # "<image>\n<instruction>", for each image and page
 
     @property
-    def inline(self) -> bool:
-        return self.url.startswith("data:")
-
-
-@dataclass(frozen=True)
-class OCRRequest:
-    image: ImageSource
-    prompt: str
+    def single_image(self) -> bool:
+        """One image and nothing else: the request is one ensemble request."""
+        return len(self.sources) == 1 and self.sources[0].kind == "image"
 
 
 def to_ocr_request(request: ChatCompletionRequest) -> OCRRequest:
-    images: list[ImageSource] = []
+    sources: list[Source] = []
     texts: list[str] = []
     for m, message in enumerate(request.messages):
         if message.role == "assistant":
@@ -46,26 +42,48 @@ def to_ocr_request(request: ChatCompletionRequest) -> OCRRequest:
         for p, part in enumerate(message.content or ()):
             param = f"messages[{m}].content[{p}]"
             if isinstance(part, ImagePart):
-                images.append(_image_source(message.role, part, param))
+                sources.append(_image_source(message.role, part, param))
+            elif isinstance(part, FilePart):
+                sources.append(_file_source(message.role, part, param))
             elif part.text.strip():
                 texts.append(_instruction(part.text, param))
-    if len(images) != 1:
+    if not sources:
         raise BadRequest(
-            f"exactly one image is required per request, got {len(images)}", param="messages", code="image_count"
+            "an image or a file is required: send it as an image_url or file content part",
+            param="messages",
+            code="image_count",
         )
     instruction = "\n".join(texts) or DEFAULT_PROMPT
-    return OCRRequest(image=images[0], prompt=f"{IMAGE_PLACEHOLDER}\n{instruction}")
+    return OCRRequest(sources=sources, prompt=f"{IMAGE_PLACEHOLDER}\n{instruction}")
 
 
-def _image_source(role: str, part: ImagePart, param: str) -> ImageSource:
-    if role != "user":
-        raise BadRequest("images belong in user messages", param=param)
-    url = part.image_url.url
-    if not url.startswith(("data:", "http://", "https://")):
+def _image_source(role: str, part: ImagePart, param: str) -> Source:
+    _in_user_message(role, param)
+    return Source.checked(part.image_url.url, f"{param}.image_url.url")
+
+
+def _file_source(role: str, part: FilePart, param: str) -> Source:
+    _in_user_message(role, param)
+    if part.file.file_id is not None:
         raise BadRequest(
-            "image_url must be a data: URL or an http(s) URL", param=f"{param}.image_url.url", code="invalid_image_url"
+            "file_id: this server keeps no uploaded files; send the file as file_data "
+            "(data:application/pdf;base64,...)",
+            param=f"{param}.file.file_id",
+            code="unsupported_parameter",
         )
-    return ImageSource(url=url, param=f"{param}.image_url.url")
+    data = part.file.file_data
+    if not data or not data.startswith("data:"):
+        raise BadRequest(
+            "file.file_data must be a base64 data URL: data:application/pdf;base64,<data>",
+            param=f"{param}.file.file_data",
+            code="invalid_document_url",
+        )
+    return Source(url=data, param=f"{param}.file.file_data", kind="document")
+
+
+def _in_user_message(role: str, param: str) -> None:
+    if role != "user":
+        raise BadRequest("images and files belong in user messages", param=param)
 
 
 def _instruction(text: str, param: str) -> str:

@@ -39,8 +39,19 @@ class ImagePart(BaseModel):
     image_url: ImageURL
 
 
+class FileData(BaseModel):
+    file_data: str | None = None  # a base64 data URL: data:application/pdf;base64,...
+    file_id: str | None = None  # an uploaded file: refused (this service keeps no files)
+    filename: str | None = None
+
+
+class FilePart(BaseModel):
+    type: Literal["file"]
+    file: FileData
+
+
 # Tagged by "type", so that an unknown part type is named as such.
-ContentPart = Annotated[TextPart | ImagePart, Field(discriminator="type")]
+ContentPart = Annotated[TextPart | ImagePart | FilePart, Field(discriminator="type")]
 
 
 class Message(BaseModel):
@@ -106,6 +117,14 @@ class Usage(BaseModel):
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
+
+    @classmethod
+    def counted(cls, prompt_tokens: int, completion_tokens: int) -> Usage:
+        return cls(
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            total_tokens=prompt_tokens + completion_tokens,
+        )
 
 
 class ResponseMessage(BaseModel):

@@ -8,11 +8,13 @@ as dsocr.envs declares it.
 from __future__ import annotations
 
 import argparse
+import os
 from typing import cast
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from dsocr import envs
+from dsocr.documents.limits import DocumentLimits
 from dsocr.engine_config import served_model
 from dsocr.families import Family, family_of
 
@@ -44,7 +46,16 @@ class Settings(BaseModel):
     api_key: str | None = env("DSOCR_API_KEY")
     max_request_bytes: int | None = env("DSOCR_MAX_REQUEST_BYTES", ge=1)
     max_image_bytes: int = env("DSOCR_MAX_IMAGE_BYTES", ge=1)
+    max_image_pixels: int = env("DSOCR_MAX_IMAGE_PIXELS", ge=1)
     max_concurrent_requests: int = env("DSOCR_MAX_CONCURRENT_REQUESTS", ge=1)
+    max_document_bytes: int = env("DSOCR_MAX_DOCUMENT_BYTES", ge=1)
+    max_document_pages: int = env("DSOCR_MAX_DOCUMENT_PAGES", ge=1)
+    min_dpi: int = env("DSOCR_MIN_DPI", ge=1)
+    max_dpi: int = env("DSOCR_MAX_DPI", ge=1)
+    max_pages_in_flight: int = env("DSOCR_MAX_PAGES_IN_FLIGHT", ge=1)
+    max_pages_in_flight_per_request: int = env("DSOCR_MAX_PAGES_IN_FLIGHT_PER_REQUEST", ge=1)
+    ocr_max_tokens: int | None = env("DSOCR_OCR_MAX_TOKENS", ge=1)
+    render_workers: int = env("DSOCR_RENDER_WORKERS", default=lambda: min(4, os.cpu_count() or 1), ge=1)
     allow_image_urls: bool = env("DSOCR_ALLOW_IMAGE_URLS")
     image_url_hosts: tuple[str, ...] = env("DSOCR_IMAGE_URL_HOSTS", default=())
     image_url_allow_private: bool = env("DSOCR_IMAGE_URL_ALLOW_PRIVATE")
@@ -68,11 +79,21 @@ class Settings(BaseModel):
 
     @property
     def request_byte_limit(self) -> int:
-        # Derived when unset, so that raising the image limit alone does not
-        # leave requests carrying such an image refused at the door.
+        # Derived when unset, so that raising the image or document limit
+        # alone does not leave requests carrying one refused at the door.
         if self.max_request_bytes is not None:
             return self.max_request_bytes
-        return base64_size(self.max_image_bytes) + REQUEST_OVERHEAD_BYTES
+        return base64_size(max(self.max_image_bytes, self.max_document_bytes)) + REQUEST_OVERHEAD_BYTES
+
+    @property
+    def document_limits(self) -> DocumentLimits:
+        return DocumentLimits(
+            max_bytes=self.max_document_bytes,
+            max_pages=self.max_document_pages,
+            max_page_pixels=self.max_image_pixels,
+            min_dpi=self.min_dpi,
+            max_dpi=self.max_dpi,
+        )
 
     @property
     def image_urls_enabled(self) -> bool:

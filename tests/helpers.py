@@ -254,6 +254,10 @@ SERVICE_MAX_MODEL_LEN = load_engine_args(engine_json(), on_cpu=True)["max_model_
 FRONTEND_ENV = {
     # Small enough that the tests can send an image over it cheaply.
     "DSOCR_MAX_IMAGE_BYTES": "2000000",
+    "DSOCR_MAX_DOCUMENT_BYTES": "2000000",
+    # A page of the tiny model's text takes a second or two on CPU: the SDK's calls, which cannot
+    # name max_tokens, get a few tokens a page.
+    "DSOCR_OCR_MAX_TOKENS": "4",
     # URL images from the HTTP server a test starts on loopback, and no other host.
     "DSOCR_IMAGE_URL_HOSTS": "127.0.0.1",
     "DSOCR_IMAGE_URL_ALLOW_PRIVATE": "true",

@@ -338,6 +338,39 @@ def batching_markdown(data: dict) -> str:
     )
 
 
+def documents_markdown(data: dict) -> str:
+    s, runs = data["settings"], data["systems"]
+    names = {"document": "(a) the PDF in one /v1/ocr request", "one_by_one": "(b) one /v1/ocr request per page",
+             "floor": "(f) offline floor: render all, one LLM.generate"}  # fmt: skip
+    floor = runs.get("floor")
+    rows = [
+        [
+            names[name],
+            f"{run['pages_per_s']:.2f}",
+            f"{run['pages_per_s'] / floor['pages_per_s']:.2f}x" if floor else "–",
+            f"{run['seconds']:.1f}",
+            " / ".join(f"{p['pages_per_s']:.2f}" for p in run["passes"]),
+            str(run["completion_tokens"]),
+        ]
+        for name, run in runs.items()
+    ]
+    lines = [
+        conditions_line(data),
+        f"Model `{s['model']}`; a PDF of {s['pages']} text pages of {s['page_points'][0]:g} x {s['page_points'][1]:g} "
+        f"pt ({s['document_bytes'] / 2**20:.1f} MiB), rendered at {s['dpi']} DPI, Gundam mode (at most "
+        f"{s['max_crops']} tiles), DeepSeek's document prompt, {s['max_tokens']} output tokens a page at most; "
+        f"best of {s['passes']} passes, the second in the reverse order. Rendering one page (PDFium, one worker): "
+        f"{data['render_ms_per_page']:.0f} ms.",
+        table(["", "pages/s", "vs floor", "s", "pages/s by pass", "output tokens"], rows),
+    ]
+    if "document" in runs and "one_by_one" in runs:
+        lines.append(
+            f"Pages at once against one at a time, the same pages and stack: "
+            f"{runs['document']['pages_per_s'] / runs['one_by_one']['pages_per_s']:.2f}x."
+        )
+    return "\n\n".join(lines)
+
+
 def preprocess_speed_markdown(data: dict) -> str:
     s, counts, seconds = data["settings"], data["counts"], data["seconds"]
     sides = list(seconds)
@@ -400,6 +433,7 @@ RENDERERS = {
     "preprocess_instances": preprocess_markdown,
     "batching": batching_markdown,
     "preprocess": preprocess_speed_markdown,
+    "documents": documents_markdown,
 }
 
 

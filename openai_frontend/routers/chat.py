@@ -1,9 +1,15 @@
-"""POST /v1/chat/completions, streaming (SSE, framing in openai_frontend.completions) and not."""
+"""POST /v1/chat/completions, streaming (SSE, framing in openai_frontend.completions) and not.
+
+One image is one ensemble request. Several images, or documents (`file`
+parts), are OCR'd page by page (openai_frontend.documents) and answered as one
+completion: the pages' text in order, joined by DeepSeek's page split marker.
+"""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
+from dsocr.documents.limits import DEFAULT_DPI
 from openai_frontend.completions import Completion, EventStreamResponse, sse_events
 from openai_frontend.disconnect import unless_disconnected
 from openai_frontend.messages import to_ocr_request
@@ -18,8 +24,12 @@ async def chat_completions(body: ChatCompletionRequest, request: Request):
     state = request.app.state
     require_served(body.model, state.settings.family)
     ocr = to_ocr_request(body)
-    image = await state.images.load(ocr.image)
-    deltas = state.engine.generate(image, ocr.prompt, body.parameters())
+    if ocr.single_image:
+        image = await state.documents.sources.load(ocr.sources[0])
+        deltas = state.engine.generate(image.data, ocr.prompt, body.parameters())
+    else:
+        pages, documents = await state.documents.pages(ocr.sources, DEFAULT_DPI)
+        deltas = state.documents.chat_deltas(pages, documents, ocr.prompt, body.parameters())
     completion = Completion(model=body.model)
     if not body.stream:
         return await unless_disconnected(request, completion.collect(deltas))

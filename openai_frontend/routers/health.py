@@ -10,7 +10,14 @@ async def service_info(request: Request):
     return {
         "service": "DeepSeek-OCR on Triton",
         "model": settings.family.served_name,
-        "endpoints": ["/v1/chat/completions", "/v1/models", "/v1/models/{model}", "/health", "/health/ready"],
+        "endpoints": [
+            "/v1/chat/completions",
+            "/v1/ocr",
+            "/v1/models",
+            "/v1/models/{model}",
+            "/health",
+            "/health/ready",
+        ],
     }
 
 

@@ -9,7 +9,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from dsocr.documents.limits import DocumentLimits
 from dsocr.preprocessing.decode import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
+
+_DOCUMENT = DocumentLimits()
 
 
 @dataclass(frozen=True)
@@ -30,7 +33,7 @@ _DECLARED = [
     EnvVar(
         "DSOCR_MAX_IMAGE_PIXELS",
         str(DEFAULT_MAX_PIXELS),
-        "largest image accepted, width x height as its header declares",
+        "largest image accepted, width x height as its header declares; a document's page at its DPI too",
     ),
     # Set-up and serve
     EnvVar("DSOCR_DEVICE", None, "cpu or gpu; default: gpu when nvidia-smi sees one"),
@@ -48,13 +51,38 @@ _DECLARED = [
     EnvVar(
         "DSOCR_MAX_REQUEST_BYTES",
         None,
-        "largest request body, in bytes (413 beyond); default: one base64 image of DSOCR_MAX_IMAGE_BYTES + 1 MiB",
+        "largest request body, in bytes (413 beyond); default: one base64 document of DSOCR_MAX_DOCUMENT_BYTES "
+        "(or image, the larger) + 1 MiB",
     ),
     EnvVar(
         "DSOCR_MAX_CONCURRENT_REQUESTS",
         "256",
-        "chat completions in flight at once, streams included; beyond it 429 with Retry-After",
+        "chat completions and OCR requests in flight at once, streams included; beyond it 429 with Retry-After",
     ),
+    EnvVar("DSOCR_MAX_DOCUMENT_BYTES", str(_DOCUMENT.max_bytes), "largest document (PDF, TIFF) accepted, in bytes"),
+    EnvVar(
+        "DSOCR_MAX_DOCUMENT_PAGES",
+        str(_DOCUMENT.max_pages),
+        "most pages one document may have, and one request may OCR",
+    ),
+    EnvVar("DSOCR_MIN_DPI", str(_DOCUMENT.min_dpi), "lowest DPI a request may render PDF pages at"),
+    EnvVar("DSOCR_MAX_DPI", str(_DOCUMENT.max_dpi), "highest DPI a request may render PDF pages at"),
+    EnvVar(
+        "DSOCR_MAX_PAGES_IN_FLIGHT",
+        "64",
+        "pages (document pages and chat images) in the engine at once, over all requests; more wait their turn",
+    ),
+    EnvVar(
+        "DSOCR_MAX_PAGES_IN_FLIGHT_PER_REQUEST",
+        "16",
+        "pages of one request in the engine at once, so that one large document cannot hold every slot",
+    ),
+    EnvVar(
+        "DSOCR_OCR_MAX_TOKENS",
+        None,
+        "output tokens per page when an /v1/ocr request names no max_tokens; unset: all the context the page leaves",
+    ),
+    EnvVar("DSOCR_RENDER_WORKERS", None, "processes rendering PDF pages (PDFium); default: the cores, at most 4"),
     EnvVar("DSOCR_ALLOW_IMAGE_URLS", "false", "fetch http(s) image URLs from any public host (off: data URLs only)"),
     EnvVar(
         "DSOCR_IMAGE_URL_HOSTS",

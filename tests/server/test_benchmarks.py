@@ -19,6 +19,7 @@ from PIL import Image
 
 from benchmarks import batching as bench_batching
 from benchmarks import compare as bench_compare
+from benchmarks import documents as bench_documents
 from benchmarks import perf_analyzer as bench_perf_analyzer
 from benchmarks import preprocess as bench_preprocess
 from benchmarks import preprocess_instances as bench_preprocess_instances
@@ -148,7 +149,7 @@ def test_vllm_serve_and_asyncllm_are_asked_for_the_same_work():
     assert client_body["ignore_eos"] and client_body["vllm_xargs"]["ngram_size"] == args.ngram_size
     inputs = asyncllm.engine_inputs(bench_compare.prompt(args), asyncllm.decode(image.data))
     assert inputs["prompt"] == "<image>\nFree OCR." and isinstance(inputs["multi_modal_data"]["image"], Image.Image)
-    settings = asyncllm.generation_settings(args.max_tokens)
+    settings = asyncllm.generation_parameters(args.max_tokens)
     assert settings.ignore_eos and settings.max_tokens == 2 and settings.ngram_size == args.ngram_size
 
 
@@ -172,3 +173,21 @@ def test_preprocess_instances_script(service, tmp_path):
     repository = bench_preprocess_instances.repository_with_instances(tmp_path / "repo", 3)
     assert "count: 3" in (repository / "preprocess" / "config.pbtxt").read_text()
     assert (repository / "vllm_model" / "1" / "engine.json").exists()
+
+
+def test_documents_benchmark_sends_a_pdf_whole_and_page_by_page(service, tmp_path):
+    args = ["--device", "cpu", "--url", service.base_url, "--systems", "document", "one_by_one"]
+    args += ["--pages", "2", "--max-tokens", "2", "--passes", "1", *outputs(tmp_path)]
+    data = bench_documents.main(args)
+    assert set(data["systems"]) == {"document", "one_by_one"}
+    assert all(run["pages"] == 2 and run["pages_per_s"] > 0 for run in data["systems"].values())
+    assert data["render_ms_per_page"] > 0
+    assert "<!-- BEGIN documents-cpu -->" in (tmp_path / "BENCHMARKS.md").read_text()
+
+
+def test_documents_floor_gets_the_pages_the_stack_renders():
+    """What the offline floor hands vLLM: each page rendered by the stack's renderer at 144 DPI."""
+    pdf = bench_documents.document(3, [100, 50])
+    pages = bench_documents.rendered(pdf)
+    assert [page.size for page in pages] == [(200, 100)] * 3
+    assert len({page.tobytes() for page in pages}) == 3  # distinct pages, in order

@@ -51,7 +51,7 @@ class Remote:
 
 
 def fetch(f: ImageFetcher, url: str) -> bytes:
-    return asyncio.run(f.fetch(url, PARAM))
+    return asyncio.run(f.fetch(url, PARAM)).data
 
 
 def refused(f: ImageFetcher, url: str, code: str) -> BadRequest:

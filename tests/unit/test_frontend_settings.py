@@ -33,9 +33,14 @@ def test_environment_then_flags(monkeypatch):
     assert settings.image_urls_enabled  # an allowlist alone turns URLs on, for its hosts
 
 
-def test_the_body_limit_follows_the_image_limit_unless_set():
-    assert Settings(max_image_bytes=3_000_000).request_byte_limit == 4_000_000 + REQUEST_OVERHEAD_BYTES
+def test_the_body_limit_follows_the_image_or_document_limit_unless_set():
+    documents = Settings(max_image_bytes=3_000_000, max_document_bytes=6_000_000)
+    assert documents.request_byte_limit == 8_000_000 + REQUEST_OVERHEAD_BYTES
+    images = Settings(max_image_bytes=3_000_000, max_document_bytes=1_000)
+    assert images.request_byte_limit == 4_000_000 + REQUEST_OVERHEAD_BYTES
     assert Settings(max_image_bytes=3_000_000, max_request_bytes=10).request_byte_limit == 10
+    # The default lets a document at the default limit (50 MiB, as Mistral's) through as base64.
+    assert Settings().request_byte_limit > 4 * 50 * 2**20 / 3
 
 
 @pytest.mark.parametrize("flags", [["--port", "x"], ["--max-concurrent-requests", "0"], ["--image-url-timeout-s", "0"]])

@@ -133,7 +133,8 @@ _UNSUPPORTED_SIGNATURES = (
     (b"%!PS", "a PostScript document"),
     (b"\xc5\xd0\xd3\xc6", "an EPS document"),
 )
-_SUPPORTED_SIGNATURES = (
+# The supported formats' signatures, by PIL's format name (WebP's is RIFF....WEBP).
+SIGNATURES = (
     (b"\xff\xd8\xff", "JPEG"),
     (b"\x89PNG\r\n\x1a\n", "PNG"),
     (b"GIF87a", "GIF"),
@@ -141,6 +142,8 @@ _SUPPORTED_SIGNATURES = (
     (b"BM", "BMP"),
     (b"II*\x00", "TIFF"),
     (b"MM\x00*", "TIFF"),
+    (b"II+\x00", "TIFF"),  # BigTIFF
+    (b"MM\x00+", "TIFF"),
 )
 
 
@@ -155,10 +158,17 @@ def _unidentified(data: bytes) -> ImageError:
     return ImageError("unsupported_format", f"unsupported image format ({_describe(data)}); send {_SUPPORTED_NAMES}")
 
 
-def _supported_signature(data: bytes) -> str | None:
+def image_format(data: bytes) -> str | None:
+    """PIL's name of the supported format whose signature opens `data`, or None."""
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "WebP"
-    return next((name for magic, name in _SUPPORTED_SIGNATURES if data.startswith(magic)), None)
+        return "WEBP"
+    return next((name for magic, name in SIGNATURES if data.startswith(magic)), None)
+
+
+def _supported_signature(data: bytes) -> str | None:
+    """The format's name as people write it (WebP), for messages."""
+    found = image_format(data)
+    return "WebP" if found == "WEBP" else found
 
 
 def _describe(data: bytes) -> str:
