@@ -434,17 +434,9 @@ def vllm_serve_system(args, model: str, engine_args: dict, images: list[Sample],
 
 def asyncllm_system(args, model: str, engine_args: dict, logs: Path) -> list[dict]:
     """(d) in a child process: its engine's memory and processes end with it."""
-    config = logs / "asyncllm-config.json"
-    out = logs / "asyncllm-results.json"
-    config.write_text(json.dumps({"engine_args": engine_args, "out": str(out)}))
-    command = [sys.executable, "-m", __spec__.name, *args.argv, "--child", "asyncllm", "--child-config", str(config)]
-    with systems.ServerProcess(
-        "AsyncLLM in-process", command, systems.serve_env(model, args.device), logs / "asyncllm.log"
-    ) as child:
-        code = child.process.wait()
-        if code != 0:
-            raise RuntimeError(f"the AsyncLLM benchmark exited with {code}:\n{child.log_tail()}")
-    return json.loads(out.read_text())
+    argv = [*args.argv, "--child", "asyncllm"]
+    env = systems.serve_env(model, args.device)
+    return systems.run_child("AsyncLLM in-process", __spec__.name, argv, {"engine_args": engine_args}, env, logs)
 
 
 def asyncllm_child(args) -> None:

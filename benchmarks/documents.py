@@ -27,7 +27,6 @@ import asyncio
 import base64
 import io
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -136,19 +135,10 @@ def stack_systems(args, model: str, pdf: bytes, names: list[str], logs: Path) ->
 
 
 def floor_system(args, model: str, pdf: bytes, logs: Path) -> dict:
-    config, out = logs / "floor-config.json", logs / "floor-results.json"
     (logs / "document.pdf").write_bytes(pdf)
-    engine_args = systems.engine_args(model, args.device)
-    config.write_text(json.dumps({"engine_args": engine_args, "pdf": str(logs / "document.pdf"), "out": str(out)}))
-    command = [sys.executable, "-m", __spec__.name, "--device", args.device, "--max-tokens", str(args.max_tokens),
-               "--child", "floor", "--child-config", str(config)]  # fmt: skip
-    with systems.ServerProcess(
-        "offline floor", command, systems.serve_env(model, args.device), logs / "floor.log"
-    ) as child:
-        code = child.process.wait()
-        if code != 0:
-            raise RuntimeError(f"the offline floor exited with {code}:\n{child.log_tail()}")
-    return json.loads(out.read_text())
+    config = {"engine_args": systems.engine_args(model, args.device), "pdf": str(logs / "document.pdf")}
+    argv = ["--device", args.device, "--max-tokens", str(args.max_tokens), "--child", "floor"]
+    return systems.run_child("offline floor", __spec__.name, argv, config, systems.serve_env(model, args.device), logs)
 
 
 def floor_child(args) -> None:

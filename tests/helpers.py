@@ -85,9 +85,10 @@ def expected_prompt_ids(tokenizer, prompt: str, image_tokens: int) -> list[int]:
 
 
 @contextlib.contextmanager
-def serving_image(image: bytes):
-    """A local HTTP server on 127.0.0.1: the image at /page.png, /moved redirecting to it, else 404.
-    Yields its "host:port"."""
+def serving_image(image: bytes, files: dict[str, tuple[bytes, str]] | None = None):
+    """A local HTTP server on 127.0.0.1: the image at /page.png, /moved redirecting to it, `files`
+    ({path: (body, content type)}), else 404. Yields its "host:port"."""
+    served = {"/page.png": (image, "image/png"), **(files or {})}
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self):
@@ -95,12 +96,13 @@ def serving_image(image: bytes):
                 self.send_response(302)
                 self.send_header("Location", "/page.png")
                 self.end_headers()
-            elif self.path == "/page.png":
+            elif self.path in served:
+                body, content_type = served[self.path]
                 self.send_response(200)
-                self.send_header("Content-Type", "image/png")
-                self.send_header("Content-Length", str(len(image)))
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
-                self.wfile.write(image)
+                self.wfile.write(body)
             else:
                 self.send_error(404)
 

@@ -22,7 +22,6 @@ from dsocr import paths
 
 RESULTS_DIR = paths.REPO_ROOT / "docs" / "benchmarks"
 REPORT = paths.REPO_ROOT / "docs" / "BENCHMARKS.md"
-BENCHMARKS = ("compare", "compare_long", "perf_analyzer", "preprocess_instances", "batching", "preprocess")
 DEVICES = ("cpu", "gpu")
 
 SYSTEMS = {
@@ -57,7 +56,7 @@ def save(name: str, device: str, data: dict, results_dir: Path = RESULTS_DIR) ->
 
 def load_all(results_dir: Path) -> dict[tuple[str, str], dict]:
     found = {}
-    for name in BENCHMARKS:
+    for name in RENDERERS:  # every benchmark's results, in the report's order
         for device in DEVICES:
             path = results_dir / f"{name}-{device}.json"
             if path.exists():

@@ -16,6 +16,7 @@ SIGTERM, then kills its process group and anything else carrying its marker
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import platform
 import signal
@@ -23,6 +24,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -193,3 +195,17 @@ class ServerProcess:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def run_child(name: str, module: str, argv: list[str], config: dict, env: dict[str, str], logs: Path) -> Any:
+    """`python -m module *argv --child-config CONFIG` in a process of its own (its engine's memory and
+    processes end with it): `config` goes in as JSON, with "out" added; what the child writes there comes back."""
+    slug = name.replace(" ", "-")
+    config_path, out = logs / f"{slug}-config.json", logs / f"{slug}-results.json"
+    config_path.write_text(json.dumps({**config, "out": str(out)}))
+    command = [sys.executable, "-m", module, *argv, "--child-config", str(config_path)]
+    with ServerProcess(name, command, env, logs / f"{slug}.log") as child:
+        code = child.process.wait()
+        if code != 0:
+            raise RuntimeError(f"{name} exited with {code}:\n{child.log_tail()}")
+    return json.loads(out.read_text())

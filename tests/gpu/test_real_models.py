@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import io
 
+import httpx
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
@@ -42,10 +43,17 @@ def messages(text: str | None) -> list[dict]:
 
 
 @pytest.fixture(scope="module", params=["deepseek-ai/DeepSeek-OCR", "deepseek-ai/DeepSeek-OCR-2"])
-def served(request, tmp_path_factory):
-    """(API model name, OpenAI client) of the stack serving one real model on the GPU."""
+def served_by(request, tmp_path_factory):
+    """(API model name, the service) of the stack serving one real model on the GPU."""
     with start_service(tmp_path_factory.mktemp("gpu") / "service.log", model=request.param, device="gpu") as service:
-        yield family_of(request.param).served_name, service.client(timeout=600)
+        yield family_of(request.param).served_name, service
+
+
+@pytest.fixture(scope="module")
+def served(served_by):
+    """(API model name, OpenAI client)."""
+    name, service = served_by
+    return name, service.client(timeout=600)
 
 
 def test_free_ocr_reads_the_page(served):
@@ -70,3 +78,27 @@ def test_streamed_text_is_the_non_streamed_text(served):
     whole = client.chat.completions.create(model=name, messages=messages("Free OCR."), max_tokens=128)
     chunks = client.chat.completions.create(model=name, messages=messages("Free OCR."), max_tokens=128, stream=True)
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == whole.choices[0].message.content
+
+
+def test_a_pdf_through_v1_ocr_gives_each_page_its_text_and_typed_blocks(served_by):
+    name, service = served_by
+    pdf = io.BytesIO()
+    Image.open(io.BytesIO(page())).save(pdf, "PDF", save_all=True, append_images=[Image.open(io.BytesIO(page()))])
+    document = "data:application/pdf;base64," + base64.b64encode(pdf.getvalue()).decode()
+    response = httpx.post(
+        f"{service.base_url}/v1/ocr",
+        json={"model": name, "document": {"type": "document_url", "document_url": document}, "max_tokens": 512},
+        timeout=600,
+    )
+    assert response.status_code == 200, response.text
+    results = response.json()["pages"]
+    assert [result["index"] for result in results] == [0, 1]
+    for result in results:
+        assert "Invoice 4217" in result["markdown"] and "<|ref|>" not in result["markdown"], result["markdown"]
+        width, height = result["dimensions"]["width"], result["dimensions"]["height"]
+        assert result["blocks"], result  # the grounding prompt tags every block with its box
+        for block in result["blocks"]:
+            assert 0 <= block["top_left_x"] <= block["bottom_right_x"] <= width
+            assert 0 <= block["top_left_y"] <= block["bottom_right_y"] <= height
+        assert any("Invoice 4217" in block["content"] for block in result["blocks"])
+        assert result["finish_reason"] == "stop"

@@ -21,8 +21,12 @@ import pytest
 from mistralai.client import Mistral
 from mistralai.client.errors import SDKError
 
+from dsocr import paths
 from dsocr.documents.layout import PAGE_SPLIT
-from tests.helpers import FRONTEND_ENV, page_png, wait_until
+from dsocr.preprocessing import image_token_count, resolution_mode
+from dsocr.preprocessing.tiles import NO_TILES
+from dsocr.tiny_models import load_tokenizer
+from tests.helpers import FRONTEND_ENV, expected_prompt_ids, page_png, serving_image, wait_until
 from tests.sample_documents import blank_pdf, empty_pdf, encrypted_pdf, noise_pdf, raster_pdf, text_pdf
 
 MODEL = "deepseek-ocr"
@@ -103,6 +107,17 @@ def test_the_sdk_sees_a_refused_document_as_a_400_naming_it(mistral):
     assert "encrypted" in error.value.body
 
 
+def test_a_document_url_is_fetched_under_the_url_policy(mistral):
+    # The session's service fetches URLs from 127.0.0.1 (tests/helpers.py FRONTEND_ENV).
+    with serving_image(page_png(), {"/scans/report.pdf": (raster_pdf(PAGES), "application/pdf")}) as address:
+        response = mistral.ocr.process(
+            model=MODEL,
+            document={"type": "document_url", "document_url": f"http://{address}/scans/report.pdf"},
+            pages=[1],
+        )
+    assert [(page.index, page.dimensions.width) for page in response.pages] == [(1, pixels(120, 144))]
+
+
 # --- /v1/ocr's extensions, over HTTP ------------------------------------------------
 
 
@@ -121,8 +136,10 @@ def test_extensions_dpi_prompt_mode_and_max_tokens_with_honest_usage(service):
     assert (page["index"], page["dimensions"]) == (1, {"dpi": 72, "width": pixels(841.89, 72), "height": 596})
     assert page["finish_reason"] in ("length", "stop")
     assert page["usage"]["completion_tokens"] <= 3
-    # tiny mode: a 512 px global view, 16 x 17 + 1 image tokens, plus BOS and the prompt's text
-    assert page["usage"]["prompt_tokens"] > 16 * 17 + 1
+    # tiny mode: a 512 px global view and no tiles, whatever the page's size
+    image_tokens = image_token_count(resolution_mode("ocr", "tiny"), NO_TILES)
+    tokenizer = load_tokenizer(paths.tiny_model_dir("ocr"))
+    assert page["usage"]["prompt_tokens"] == len(expected_prompt_ids(tokenizer, "<image>\nFree OCR.", image_tokens))
     total = response.json()["usage"]
     assert total["total_tokens"] == page["usage"]["prompt_tokens"] + page["usage"]["completion_tokens"]
 
