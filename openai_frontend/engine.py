@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import uuid
 from collections.abc import AsyncGenerator
 from typing import Protocol
@@ -34,7 +35,7 @@ from tritonclient.utils import InferenceServerException
 from dsocr.triton import client
 from dsocr.triton.client import Delta
 from dsocr.triton.contract import ENSEMBLE
-from dsocr.triton.errors import ENGINE_DEAD, SERVER_FAULT
+from dsocr.triton.errors import ENGINE_DEAD, parse_refusal
 from openai_frontend.errors import BadRequest, OpenAIError, Unavailable
 
 CANCEL_TIMEOUT_S = 5.0
@@ -65,26 +66,26 @@ _ENSEMBLE_PREFIX = f"in ensemble '{ENSEMBLE}', "
 # schedulers take nothing new. Another server, or a later try, may serve it.
 _NOT_SERVED = "Request for unknown model"
 _STOPPING = "Server is stopping"
-# The Python backend's words for a model process that crashed or hangs: the
-# server cannot serve the request, whatever the request was.
-_STUB_DOWN = ("Stub process is not healthy", "Failed to process the request")
+# The Python backend's words for a model process that crashed or hangs ("Stub process 'preprocess_0_2' is
+# not healthy."): the server cannot serve the request, whatever the request was.
+_STUB_DOWN = re.compile(r"Stub process .*is not healthy|Failed to process the request")
 
 
 def model_error(message: str) -> OpenAIError:
-    """An error the ensemble streamed back -> the API's error."""
+    """An error the ensemble streamed back -> the API's error: the client's only when the model refused the
+    request as such (dsocr.triton.errors); any other is the server's."""
     if message.startswith(_NOT_SERVED):
         return Unavailable(f"the model is not loaded: {message}")
     if _STOPPING in message:
         return Unavailable(f"the model server is stopping: {message}")
     message = message.removeprefix(_ENSEMBLE_PREFIX)
-    if any(phrase in message for phrase in _STUB_DOWN):
+    refused = parse_refusal(message)
+    if refused is not None:
+        code, reason = refused
+        return BadRequest(reason, code=code)
+    if _STUB_DOWN.search(message) or ENGINE_DEAD in message:
         return Unavailable(f"a model process of the server failed: {message}")
-    # Everything the models refuse without these phrases is the request's fault.
-    if ENGINE_DEAD in message:
-        return Unavailable(message)
-    if SERVER_FAULT in message:
-        return OpenAIError(message, code="model_error")
-    return BadRequest(message, code="invalid_request")
+    return OpenAIError(message, code="model_error")
 
 
 def transport_error(exc: grpc.aio.AioRpcError | InferenceServerException) -> OpenAIError:

@@ -18,6 +18,9 @@ from starlette.exceptions import HTTPException
 from dsocr.documents.render import RenderFailed
 from dsocr.errors import RequestError
 
+# What a 503 asks a client to wait before trying again.
+RETRY_AFTER_UNAVAILABLE_S = 2
+
 
 class OpenAIError(Exception):
     status = 500
@@ -90,6 +93,11 @@ class RateLimited(OpenAIError):
 class Unavailable(OpenAIError):
     status = 503
     default_code = "service_unavailable"
+
+    def headers(self) -> dict[str, str]:
+        # A part of the server is down and being put back (seconds for a preprocess instance, a minute for
+        # the engine): clients should retry, the OpenAI SDK does after this.
+        return {"Retry-After": str(RETRY_AFTER_UNAVAILABLE_S)}
 
 
 def client_error(exc: RequestError) -> BadRequest:

@@ -225,7 +225,9 @@ def test_a_stream_that_does_not_end_after_its_cancel_is_cancelled(monkeypatch):
 
 
 def test_a_streamed_model_error_is_raised_as_the_apis_error():
-    refused = InferenceServerException("in ensemble 'deepseek_ocr', IMAGE is not a decodable image: x")
+    refused = InferenceServerException(
+        "in ensemble 'deepseek_ocr', refused [corrupt] IMAGE is not a decodable image: x"
+    )
     call = Call([(None, refused)])
 
     async def read():
@@ -237,7 +239,7 @@ def test_a_streamed_model_error_is_raised_as_the_apis_error():
 
 
 def test_text_that_came_before_an_error_is_not_lost_to_it():
-    refused = InferenceServerException("in ensemble 'deepseek_ocr', generation failed (RuntimeError)")
+    refused = InferenceServerException("in ensemble 'deepseek_ocr', the model failed (RuntimeError)")
     call = Call([(Result("In", "", 279, 1), None), (None, refused)])
 
     async def read():
@@ -246,7 +248,7 @@ def test_text_that_came_before_an_error_is_not_lost_to_it():
         deltas = generate(engine)
         await asyncio.sleep(0.01)
         first = await anext(deltas)
-        with pytest.raises(OpenAIError, match="generation failed") as error:
+        with pytest.raises(OpenAIError, match="the model failed") as error:
             await anext(deltas)
         return first, error.value.status
 

@@ -15,20 +15,27 @@ from openai_frontend.errors import BadRequest, OpenAIError, RateLimited, Unavail
     [
         # What the ensemble sends for a request it refuses, as seen on the stream.
         (
-            "in ensemble 'deepseek_ocr', IMAGE is not a decodable image: cannot identify image file",
+            "in ensemble 'deepseek_ocr', refused [corrupt] PNG data is truncated or corrupt: broken data stream",
             BadRequest,
             400,
-            "IMAGE is not a decodable image: cannot identify image file",
+            "PNG data is truncated or corrupt",
         ),
-        ("in ensemble 'deepseek_ocr', max_tokens must be an integer", BadRequest, 400, "max_tokens must be an integer"),
         (
-            "in ensemble 'deepseek_ocr', the prompt is 5000 tokens, which leaves no room for output in the context "
-            "of 4096 tokens",
+            "in ensemble 'deepseek_ocr', refused [invalid_parameter] max_tokens must be an integer",
             BadRequest,
             400,
-            "the prompt is 5000 tokens",
+            "max_tokens must be an integer",
         ),
-        ("in ensemble 'deepseek_ocr', generation failed (RuntimeError)", OpenAIError, 500, "generation failed"),
+        (
+            "in ensemble 'deepseek_ocr', refused [invalid_request] This model's maximum context length is 4096 tokens.",
+            BadRequest,
+            400,
+            "maximum context length",
+        ),
+        # A fault of the model's own, and anything not worded as a refusal (a numpy or vLLM ValueError
+        # from a bug included): the server's, never the client's.
+        ("in ensemble 'deepseek_ocr', the model failed (RuntimeError)", OpenAIError, 500, "the model failed"),
+        ("in ensemble 'deepseek_ocr', could not broadcast input array from shape (3,)", OpenAIError, 500, "broadcast"),
         # A model process that crashed: the server cannot serve it (the pool tries another).
         (
             "in ensemble 'deepseek_ocr', Failed to process the request(s) for model instance 'vllm_model_0_0', "
@@ -51,7 +58,12 @@ from openai_frontend.errors import BadRequest, OpenAIError, RateLimited, Unavail
 def test_streamed_model_errors(streamed, kind, status, message):
     error = model_error(streamed)
     assert type(error) is kind and error.status == status
-    assert message in error.message and "in ensemble" not in error.message
+    assert message in error.message and "in ensemble" not in error.message and "refused [" not in error.message
+
+
+def test_a_refusal_keeps_the_models_code():
+    error = model_error("in ensemble 'deepseek_ocr', refused [placeholder_mismatch] the prompt has 2 placeholders")
+    assert (error.code, error.type) == ("placeholder_mismatch", "invalid_request_error")
 
 
 def test_triton_unreachable_is_503_whichever_way_grpc_says_it():

@@ -11,7 +11,8 @@ Tensor contract (also in config.pbtxt; names and types: dsocr.triton.contract):
 
 Pixels stay uint8 (4x fewer bytes than float32 through Triton); the vLLM
 model normalises them where the model runs. A bad image, prompt or parameter
-is an INVALID_ARGUMENT error naming the problem. The family (DeepSeek-OCR or
+is an INVALID_ARGUMENT error worded as a refusal naming the problem
+(dsocr.triton.errors); anything else that fails is an INTERNAL error. The family (DeepSeek-OCR or
 OCR-2) follows the served model.
 """
 
@@ -21,11 +22,13 @@ import numpy as np
 
 from dsocr import envs
 from dsocr.engine_config import served_model
+from dsocr.errors import RequestError
 from dsocr.families import DEFAULT_MODE, family_of
 from dsocr.parameters import parse_parameters
 from dsocr.preprocessing import DecodeLimits, preprocess_request, resolution_mode, warm_up
 from dsocr.triton import contract
 from dsocr.triton import tensors as tt
+from dsocr.triton.errors import refusal, server_fault
 
 MODEL_REPOSITORY = Path(__file__).parents[2]
 
@@ -49,8 +52,11 @@ class TritonPythonModel:
             mode = resolution_mode(self._family, parameters.resolution_mode or DEFAULT_MODE, parameters.max_crops)
             prompt = tt.input_text(request, "PROMPT")
             [image] = preprocess_request(prompt, [tt.input_bytes(request, "IMAGE")], mode, self._limits)
-        except ValueError as exc:  # PreprocessError, ParameterError: the request's fault
-            return tt.error_response(str(exc))
+        except RequestError as exc:  # a bad image, prompt or parameter: the request's fault
+            return tt.error_response(refusal(exc.code, exc.message))
+        except Exception as exc:  # ours: never the client's
+            tt.pb_utils.Logger.log_error(f"preprocess: a request failed: {exc!r}")
+            return tt.error_response(server_fault(exc), tt.pb_utils.TritonError.INTERNAL)
         return tt.pb_utils.InferenceResponse(
             output_tensors=[
                 tt.output_tensor("GLOBAL_VIEW", image.global_view.reshape(1, *image.global_view.shape)),

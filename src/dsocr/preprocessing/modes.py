@@ -23,6 +23,7 @@ import math
 from dataclasses import dataclass
 
 from dsocr import families
+from dsocr.errors import RequestError
 from dsocr.families import DEFAULT_MAX_CROPS, MIN_CROPS, MODES, ModeName, TokenLayout
 
 BASE_SIZE: dict[ModeName, int] = {"tiny": 512, "small": 640, "base": 1024, "large": 1280, "gundam": 1024}
@@ -34,6 +35,13 @@ assert set(BASE_SIZE) == set(MODES), "every mode needs its global view size"
 # into one query (one token) per side.
 _PATCH_SIZE = 16
 _DOWNSAMPLE = 4
+
+
+class ModeError(RequestError, ValueError):
+    """A resolution mode or tile limit the served family does not offer: the request's fault."""
+
+    def __init__(self, message: str, param: str) -> None:
+        super().__init__("invalid_parameter", message, param)
 
 
 @dataclass(frozen=True)
@@ -83,21 +91,23 @@ def resolution_mode(family_key: str, mode: str, max_crops: int | None = None) ->
 
     max_crops bounds the tile count in Gundam (default 6; at most the family's
     limit: 9 for "ocr", 6 for "ocr2"); it must be left out for the other modes.
-    Raises ValueError naming the unknown family, the mode the family does not
-    offer, or the max_crops out of range.
+    Raises ModeError (a RequestError) naming the mode the family does not
+    offer, or the max_crops out of range; ValueError for an unknown family.
     """
     served = families.family(family_key)
     if mode not in served.modes:
-        raise ValueError(
-            f"resolution mode {mode!r} is not available for family {family_key!r}; expected one of {served.modes}"
+        raise ModeError(
+            f"resolution mode {mode!r} is not available for family {family_key!r}; expected one of {served.modes}",
+            "resolution_mode",
         )
     cropping = mode == TILED
     if max_crops is not None and not cropping:
-        raise ValueError(f"max_crops applies to the gundam mode only, not {mode!r}")
+        raise ModeError(f"max_crops applies to the gundam mode only, not {mode!r}", "max_crops")
     max_crops = DEFAULT_MAX_CROPS if max_crops is None else max_crops
     if not MIN_CROPS <= max_crops <= served.max_crops_limit:
-        raise ValueError(
-            f"max_crops must be between {MIN_CROPS} and {served.max_crops_limit} for {family_key!r}, got {max_crops}"
+        raise ModeError(
+            f"max_crops must be between {MIN_CROPS} and {served.max_crops_limit} for {family_key!r}, got {max_crops}",
+            "max_crops",
         )
     base_size = BASE_SIZE[mode]
     return ResolutionMode(

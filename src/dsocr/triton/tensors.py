@@ -15,15 +15,18 @@ import numpy as np
 import torch
 import triton_python_backend_utils as pb_utils
 
+from dsocr.errors import RequestError
 
-class MissingInput(ValueError):
-    pass
+
+class MissingInput(RequestError):
+    def __init__(self, name: str) -> None:
+        super().__init__("missing_input", f"input {name} is required", name)
 
 
 def input_tensor(request, name: str) -> torch.Tensor:
     tensor = pb_utils.get_input_tensor_by_name(request, name)
     if tensor is None:
-        raise MissingInput(f"input {name} is required")
+        raise MissingInput(name)
     return torch.from_dlpack(tensor.to_dlpack())
 
 
@@ -35,7 +38,7 @@ def input_text(request, name: str) -> str:
     try:
         return input_bytes(request, name).decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise ValueError(f"input {name} is not valid UTF-8: {exc}") from exc
+        raise RequestError("invalid_utf8", f"input {name} is not valid UTF-8: {exc}", name) from exc
 
 
 def _c_order_strides(shape) -> tuple[int, ...]:

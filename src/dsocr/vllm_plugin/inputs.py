@@ -30,6 +30,7 @@ from collections.abc import Mapping
 import numpy as np
 import torch
 
+from dsocr.errors import RequestError
 from dsocr.preprocessing import PreprocessedImage, ResolutionMode
 
 from .geometry import mode_of_views, tile_count
@@ -41,8 +42,11 @@ SPATIAL_CROPS = "images_spatial_crop"
 KEYS = (GLOBAL_VIEWS, TILES, SPATIAL_CROPS)
 
 
-class ImageDataError(ValueError):
+class ImageDataError(RequestError, ValueError):
     """Image data that breaks the dict contract: the request's fault, never the engine's."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("invalid_views", message)
 
 
 def image_data(image: PreprocessedImage) -> dict[str, torch.Tensor]:
