@@ -21,7 +21,9 @@ the device that runs the model.
 
 The engine (vLLM AsyncLLM) runs on an asyncio loop in its own thread:
 `execute` only schedules, so Triton's request thread never blocks and vLLM
-batches every request in flight. Every request gets exactly one final
+batches every request in flight. Responses are sent by a thread of their own
+(dsocr.triton.streaming): the loop never waits on a send, and a response
+carries everything generated since the request's last one. Every request gets exactly one final
 response, whatever fails. A generation stops in the engine when its request
 is cancelled: seen directly (`is_cancelled`, a gRPC stream cancelled on this
 model) or through a CANCEL request naming its request id, which is how a
@@ -53,50 +55,45 @@ import numpy as np  # noqa: E402
 import triton_python_backend_utils as pb_utils  # noqa: E402
 
 from dsocr.engine_config import load_engine_args  # noqa: E402
+from dsocr.errors import RequestError  # noqa: E402
 from dsocr.parameters import parse_parameters  # noqa: E402
 from dsocr.triton import contract  # noqa: E402
 from dsocr.triton import tensors as tt  # noqa: E402
-from dsocr.triton.errors import ENGINE_DEAD, SERVER_FAULT  # noqa: E402
+from dsocr.triton.errors import ENGINE_DEAD, refusal, server_fault  # noqa: E402
 from dsocr.triton.inflight import InflightRequests  # noqa: E402
+from dsocr.triton.streaming import ResponseStream, Sender, Update  # noqa: E402
 
 ENGINE_CONFIG = Path(__file__).with_name("engine.json")
 HEALTH_CHECK_INTERVAL_S = 1.0
 
 
-class ResponseStream:
-    """One request's responses; guarantees exactly one final flag."""
+class TritonTransport:
+    """A request's response sender and cancellation flag (dsocr.triton.streaming's Transport)."""
 
     def __init__(self, request):
         self._sender = request.get_response_sender()
         self._request = request
-        self.closed = False
+
+    def send(self, update: Update) -> None:
+        flags = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL if update.final else 0
+        if update.kind == "end":
+            self._sender.send(flags=flags)
+        elif update.kind == "error":
+            self._sender.send(tt.error_response(update.error, update.error_code), flags=flags)
+        else:
+            self._sender.send(output_response(update), flags=flags)
 
     def cancelled(self) -> bool:
         return self._request.is_cancelled()
 
-    def send(self, response, final: bool = False) -> None:
-        flags = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL if final else 0
-        self.closed = self.closed or final
-        self._sender.send(response, flags=flags)
 
-    def close(self) -> None:
-        if not self.closed:
-            self.closed = True
-            self._sender.send(flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
-
-    def fail(self, message: str, code=None) -> None:
-        """End the stream with an error, unless it has ended already (a send that failed)."""
-        if not self.closed:
-            self.send(tt.error_response(message, code), final=True)
-
-
-def output_response(text: str, finish_reason: str | None, prompt_tokens: int, completion_tokens: int):
+def output_response(update: Update):
     return pb_utils.InferenceResponse(
         output_tensors=[
-            tt.output_text("TEXT", text),
-            tt.output_text("FINISH_REASON", finish_reason or ""),
-            tt.output_tensor("PROMPT_TOKENS", np.array([prompt_tokens], dtype=np.int32)),
-            tt.output_tensor("COMPLETION_TOKENS", np.array([completion_tokens], dtype=np.int32)),
+            tt.output_text("TEXT", update.text),
+            tt.output_text("FINISH_REASON", update.finish_reason or ""),
+            tt.output_tensor("PROMPT_TOKENS", np.array([update.prompt_tokens], dtype=np.int32)),
+            tt.output_tensor("COMPLETION_TOKENS", np.array([update.completion_tokens], dtype=np.int32)),
         ]
     )
 
@@ -109,6 +106,7 @@ class TritonPythonModel:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="vllm-loop", daemon=True)
         self._thread.start()
+        self._sender = Sender(on_error=lambda message: pb_utils.Logger.log_error(f"vllm_model: {message}"))
         engine_args = load_engine_args(ENGINE_CONFIG, on_cpu=current_platform.is_cpu())
         pb_utils.Logger.log_info(f"vllm_model: engine arguments {engine_args}")
         self._engine, self._ngram_whitelist = self._run(self._start_engine(engine_args))
@@ -156,8 +154,11 @@ class TritonPythonModel:
             asyncio.run_coroutine_threadsafe(work, self._loop).add_done_callback(_log_failure)
         return None
 
+    def _stream(self, request) -> ResponseStream:
+        return ResponseStream(TritonTransport(request), self._sender)
+
     async def _cancel(self, request):
-        stream = ResponseStream(request)
+        stream = self._stream(request)
         try:
             client_id = tt.input_text(request, "CANCEL")
             engine_ids = self._inflight.cancel(client_id)
@@ -166,12 +167,12 @@ class TritonPythonModel:
                 pb_utils.Logger.log_info(f"vllm_model: aborted {len(engine_ids)} generation(s) of request {client_id}")
             else:  # not here yet, or finished already
                 pb_utils.Logger.log_info(f"vllm_model: request {client_id} will not run if it comes")
-            stream.send(output_response("", "cancelled", 0, 0), final=True)
-        except ValueError as exc:
-            stream.fail(str(exc))
+            stream.add("", "cancelled", 0, 0, final=True)
+        except RequestError as exc:
+            stream.fail(refusal(exc.code, exc.message))
         except Exception as exc:  # the engine is dead: nothing runs that could be aborted
             pb_utils.Logger.log_error(f"vllm_model: a CANCEL failed: {exc!r}")
-            stream.fail(f"{SERVER_FAULT} ({type(exc).__name__})", pb_utils.TritonError.INTERNAL)
+            stream.fail(server_fault(exc), pb_utils.TritonError.INTERNAL)
         finally:
             stream.close()
 
@@ -181,7 +182,7 @@ class TritonPythonModel:
 
         from dsocr.triton.generation import finish_reason
 
-        stream = ResponseStream(request)
+        stream = self._stream(request)
         request_id = uuid.uuid4().hex  # client ids need not be unique; the engine's must
         client_id = request.request_id()
         try:
@@ -189,35 +190,33 @@ class TritonPythonModel:
                 stream.fail(ENGINE_DEAD, pb_utils.TritonError.UNAVAILABLE)
                 return
             if not self._inflight.start(client_id, request_id):
-                stream.send(output_response("", "cancelled", 0, 0), final=True)
+                stream.add("", "cancelled", 0, 0, final=True)
                 return
             inputs, params, counter = self._engine_request(request)
             async for output in self._engine.generate(inputs, params, request_id):
-                if stream.cancelled():
+                if stream.cancelled:  # seen by the sender after the last response
                     await self._engine.abort(request_id)
                     pb_utils.Logger.log_info(f"vllm_model: request {request_id} cancelled by the client; aborted")
                     return
                 counter.add(output)
                 step = output.outputs[0]
-                stream.send(
-                    output_response(
-                        step.text, finish_reason(step.finish_reason), counter.prompt_tokens, counter.completion_tokens
-                    ),
-                    final=output.finished,
-                )
-        except (ValueError, VLLMClientError) as exc:  # the request's fault: ours, or vLLM's validation
-            stream.fail(str(exc))
+                reason = finish_reason(step.finish_reason)
+                stream.add(step.text, reason, counter.prompt_tokens, counter.completion_tokens, final=output.finished)
+        except RequestError as exc:  # the request's fault, as our checks find it
+            stream.fail(refusal(exc.code, exc.message))
+        except VLLMClientError as exc:  # the request's fault, as vLLM's validation finds it
+            stream.fail(refusal("invalid_request", str(exc)))
         except EngineDeadError:
             stream.fail(ENGINE_DEAD, pb_utils.TritonError.UNAVAILABLE)
-        except Exception as exc:
+        except Exception as exc:  # ours: never the client's
             pb_utils.Logger.log_error(f"vllm_model: request {request_id} failed: {exc!r}")
-            stream.fail(f"{SERVER_FAULT} ({type(exc).__name__})", pb_utils.TritonError.INTERNAL)
+            stream.fail(server_fault(exc), pb_utils.TritonError.INTERNAL)
         finally:
             stream.close()
             self._inflight.finish(client_id, request_id)
 
     def _engine_request(self, request):
-        """(engine inputs, sampling parameters, token counter) of one request; ValueError if it is bad."""
+        """(engine inputs, sampling parameters, token counter) of one request; RequestError if it is bad."""
         from dsocr.triton.generation import CompletionCounter, sampling_params
         from dsocr.vllm_plugin import views_data
 
@@ -238,11 +237,12 @@ class TritonPythonModel:
         self._engine.shutdown()
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=10)
+        self._sender.stop()  # what the engine's last outputs left to send
         for stat_logger in self._stat_loggers:
             stat_logger.close()
 
 
 def _log_failure(future) -> None:
-    """What escaped a request's coroutine: a send that failed (its stream is gone)."""
+    """What escaped a request's coroutine (its stream has already ended, or the sender logged why not)."""
     if not future.cancelled() and future.exception() is not None:
-        pb_utils.Logger.log_error(f"vllm_model: a request's responses failed: {future.exception()!r}")
+        pb_utils.Logger.log_error(f"vllm_model: a request's coroutine failed: {future.exception()!r}")
