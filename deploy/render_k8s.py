@@ -211,10 +211,12 @@ def triton_statefulset(d: Deployment, s: Sources) -> dict:
         },
         # Triton opens its ports once the models are loaded (download included).
         "startupProbe": http_probe("/v2/health/live", "http", 10, math.ceil(s.ready_timeout_s / 10)),
-        # The model, not only the server: a vLLM engine that died unloads its
-        # model (serve.MODEL_CONTROL), and only a fresh pod brings it back.
+        # Ready: the model, not only the server (a part that died takes the pod
+        # out of service while the serve command heals it in place). Live: the
+        # server; the serve command exits, and the pod restarts, once a part
+        # keeps dying (dsocr.serve.Healer), so a heal is never cut short here.
         "readinessProbe": http_probe(contract.ready_path(), "http", 5, 3),
-        "livenessProbe": http_probe(contract.ready_path(), "http", 10, 3),
+        "livenessProbe": http_probe("/v2/health/live", "http", 10, 3),
         "volumeMounts": [
             {"name": "hf-cache", "mountPath": s.hf_home},
             {"name": "dshm", "mountPath": "/dev/shm"},

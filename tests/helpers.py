@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import http.server
 import io
@@ -13,7 +14,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -26,7 +27,7 @@ from dsocr.preprocessing import prompt_token_ids
 from dsocr.processes import free_port, free_ports, marked_environment, port_flags, processes_with_marker
 from dsocr.tiny_models import IMAGE_TOKEN
 from dsocr.triton import client as ensemble
-from dsocr.triton.contract import ready_path
+from dsocr.triton.contract import ENSEMBLE, ready_path
 
 
 def page_png(text: str = "Invoice 42\nTotal: 17.50 EUR", size=(480, 360)) -> bytes:
@@ -211,6 +212,11 @@ class Service(OpenAIEndpoint):
             return f"{self.base_url}/health/ready"
         return f"{self.triton_http_url}{ready_path()}"
 
+    def successes(self) -> int:
+        """Requests the server's ensemble has answered, from Triton's statistics."""
+        stats = httpx.get(f"{self.triton_http_url}/v2/models/{ENSEMBLE}/stats", timeout=10).json()
+        return int(stats["model_stats"][0]["inference_stats"]["success"]["count"])
+
     def metric(self, name: str) -> float:
         """A sample of Triton's metrics endpoint (vLLM's engine metrics included)."""
         return prometheus_value(self.triton_metrics_url, name)
@@ -299,3 +305,72 @@ def stop_service(service: Service) -> None:
     # Triton unloads every model and exits, rather than giving up after its exit timeout.
     assert "Exit timeout expired" not in service.log_tail(), service.log_tail()
     assert not leftovers, f"processes outlived the service: {leftovers}"
+
+
+# --- load while something happens ------------------------------------------------
+
+LOAD_PAGE = "data:image/png;base64," + base64.b64encode(page_png()).decode()
+LOAD_MAX_TOKENS = 8
+
+
+def ocr(api: openai.OpenAI, max_tokens: int = LOAD_MAX_TOKENS):
+    """A small, fixed request: the tiny mode, a few tokens (ignore_eos), the served model."""
+    return api.chat.completions.create(
+        model="deepseek-ocr",
+        max_tokens=max_tokens,
+        messages=[{"role": "user", "content": [{"type": "image_url", "image_url": {"url": LOAD_PAGE}}]}],
+        extra_body={"resolution_mode": "tiny", "ignore_eos": True},
+    )
+
+
+def wait_for(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
+    assert wait_until(condition, timeout_s), f"timed out waiting until {what}"
+
+
+@dataclass
+class Outcome:
+    started: float
+    ended: float
+    status: int  # 200, the API error's status, or 0 for a connection that failed
+    retry_after: str | None = None
+    error: str = ""
+
+
+@dataclass
+class Load:
+    """Clients sending requests back to back through a frontend, until stopped."""
+
+    frontend: OpenAIEndpoint
+    clients: int = 3
+    outcomes: list[Outcome] = field(default_factory=list)
+
+    def __post_init__(self):
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._client, daemon=True) for _ in range(self.clients)]
+
+    def __enter__(self) -> Load:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=180)
+
+    def _client(self) -> None:
+        api = self.frontend.client()
+        while not self._stop.is_set():
+            started = time.monotonic()
+            try:
+                assert ocr(api).choices[0].finish_reason == "length"
+                self.outcomes.append(Outcome(started, time.monotonic(), 200))
+            except openai.APIStatusError as exc:
+                retry_after = exc.response.headers.get("retry-after")
+                self.outcomes.append(Outcome(started, time.monotonic(), exc.status_code, retry_after, str(exc.body)))
+            except openai.APIConnectionError as exc:
+                self.outcomes.append(Outcome(started, time.monotonic(), 0, None, repr(exc)))
+                time.sleep(0.2)  # a frontend that is down: do not spin
+
+    def served_since(self, moment: float) -> int:
+        return sum(1 for o in self.outcomes if o.status == 200 and o.started > moment)

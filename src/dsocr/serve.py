@@ -14,6 +14,8 @@ server (they hold gigabytes).
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
 import os
 import shutil
 import signal
@@ -22,10 +24,11 @@ import sys
 import threading
 import time
 import urllib.request
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
-from dsocr import envs, paths
+from dsocr import envs, healing, paths
 from dsocr.engine_config import cpu_environment, served_model
 from dsocr.processes import stop_group
 from dsocr.triton import contract
@@ -99,7 +102,15 @@ class Child:
 @dataclass
 class Stack:
     args: argparse.Namespace
-    children: list[Child] = field(default_factory=list)
+    triton: Child | None = None
+    frontend: Child | None = None
+
+    @property
+    def children(self) -> list[Child]:
+        return [child for child in (self.triton, self.frontend) if child is not None]
+
+    def repository(self) -> healing.Repository:
+        return healing.Repository(f"http://127.0.0.1:{self.args.triton_http_port}")
 
     def triton_env(self) -> dict[str, str]:
         env = dict(os.environ)
@@ -116,8 +127,7 @@ class Stack:
     def start_triton(self, stopping: threading.Event) -> bool:
         """Start tritonserver and wait until the model is ready; False if it never is."""
         for attempt in range(1, TRITON_START_ATTEMPTS + 1):
-            self._spawn_triton()
-            triton = self.children[-1]
+            triton = self.triton = self._spawn_triton()
             if self.wait_ready(triton, self.args.ready_timeout_s, stopping):
                 return True
             aborted = triton.process.poll() == -signal.SIGABRT
@@ -128,11 +138,10 @@ class Stack:
                 "starting it again",
                 flush=True,
             )
-            self.children.remove(triton)
             triton.stop(self.args.stop_grace_s)
         return False
 
-    def _spawn_triton(self) -> None:
+    def _spawn_triton(self) -> Child:
         a = self.args
         command = [
             a.tritonserver,
@@ -143,7 +152,7 @@ class Stack:
             "--log-info=false" if a.quiet else "--log-info=true",
             *TRITON_FLAGS,
         ]
-        self._start("tritonserver", command, self.triton_env(), self.model_ready_url())
+        return self._start("tritonserver", command, self.triton_env(), self.model_ready_url())
 
     def model_ready_url(self) -> str:
         return f"http://127.0.0.1:{self.args.triton_http_port}{contract.ready_path()}"
@@ -156,7 +165,7 @@ class Stack:
         # The model decides the names the API answers to (deepseek-ocr or deepseek-ocr-2).
         return {**os.environ, "MODEL": self.served_model()}
 
-    def start_frontend(self) -> None:
+    def start_frontend(self) -> Child:
         a = self.args
         command = [
             sys.executable,
@@ -166,12 +175,13 @@ class Stack:
             f"--port={a.port}",
             f"--triton-grpc-url=127.0.0.1:{a.triton_grpc_port}",
         ]
-        self._start("frontend", command, self.frontend_env(), f"http://127.0.0.1:{a.port}/health")
+        self.frontend = self._start("frontend", command, self.frontend_env(), f"http://127.0.0.1:{a.port}/health")
+        return self.frontend
 
-    def _start(self, name: str, command: list[str], env: dict[str, str], ready_url: str) -> None:
+    def _start(self, name: str, command: list[str], env: dict[str, str], ready_url: str) -> Child:
         print(f"[serve] starting {name}: {' '.join(command)}", flush=True)
         process = subprocess.Popen(command, env=env, start_new_session=True)
-        self.children.append(Child(name, process, ready_url))
+        return Child(name, process, ready_url)
 
     def wait_ready(self, child: Child, timeout_s: float, stopping: threading.Event) -> bool:
         deadline = time.monotonic() + timeout_s
@@ -225,8 +235,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--unready-exit-s",
         type=float,
         default=30.0,
-        help="exit non-zero once the model has been not ready this long after it was ready",
+        help="exit non-zero once the model has been not ready this long for a reason no heal addresses",
     )
+    parser.add_argument(
+        "--heal-attempts",
+        type=int,
+        default=3,
+        help="heals of one part (tritonserver, the frontend, a model) within --heal-window-s before giving up",
+    )
+    parser.add_argument("--heal-window-s", type=float, default=600.0, help="the window --heal-attempts counts heals in")
     parser.add_argument(
         "--no-frontend", action="store_true", help="tritonserver only (one of several behind a frontend elsewhere)"
     )
@@ -255,13 +272,14 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
 
+    # Regions of servers that died here before (a container restarted in a loop fills /dev/shm).
+    if removed := healing.remove(healing.stale_shared_memory()):
+        print(f"[serve] removed {removed} shared-memory region(s) of dead servers", flush=True)
     try:
         if not stack.start_triton(stopping):
             return 0 if stopping.is_set() else 1
-        if not args.no_frontend:
-            stack.start_frontend()
-            if not stack.wait_ready(stack.children[1], 60, stopping):
-                return 0 if stopping.is_set() else 1
+        if not args.no_frontend and not stack.wait_ready(stack.start_frontend(), 60, stopping):
+            return 0 if stopping.is_set() else 1
         api = "none (--no-frontend)" if args.no_frontend else f"http://{args.host}:{args.port}/v1"
         print(
             f"[serve] ready: OpenAI API {api} | "
@@ -276,14 +294,15 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def watch(stack: Stack, stopping: threading.Event) -> int:
-    """Until stopped: 1 as soon as a child exits or the model stays not ready."""
+    """Until stopped: heal what dies; 1 when a part cannot be healed within its budget, or the model stays not
+    ready for a reason no heal addresses."""
+    healer = Healer(stack, stopping)
     unready_since = None
     while not stopping.wait(1.0):
-        for child in stack.children:
-            if child.process.poll() is not None:
-                print(f"[serve] {child.name} exited with {child.process.returncode}; stopping", flush=True)
-                return 1
-        if is_ready(stack.model_ready_url()):
+        outcome = healer.check()
+        if outcome is not None:
+            return outcome
+        if stack.repository().ready():
             unready_since = None
         elif unready_since is None:
             unready_since = time.monotonic()
@@ -295,6 +314,98 @@ def watch(stack: Stack, stopping: threading.Event) -> int:
             print("[serve] the model stayed not ready; stopping", flush=True)
             return 1
     return 0
+
+
+class Healer:
+    """Puts back, in place, the parts of the stack that died: the frontend and tritonserver (restarted), a
+    preprocess instance and the vLLM model with its engine (reloaded through Triton's repository API, the
+    ensemble with them). Each part has a budget of attempts (`--heal-attempts` within `--heal-window-s`,
+    backing off); when one is spent, the serve command exits 1 for its own supervisor to take over."""
+
+    MODELS = (contract.PREPROCESS_MODEL, contract.VLLM_MODEL)
+
+    def __init__(self, stack: Stack, stopping: threading.Event) -> None:
+        self.stack, self.stopping = stack, stopping
+        self._budgets: dict[str, healing.Budget] = {}
+        self._instances = self._live_instances()  # what serves now: an instance gone from it died
+
+    def _live_instances(self) -> dict[str, set[str]]:
+        assert self.stack.triton is not None  # watched only once started
+        table = list(healing.processes())
+        pid = self.stack.triton.process.pid
+        return {model: set(healing.live_instances(pid, model, table)) for model in self.MODELS}
+
+    def check(self) -> int | None:
+        for child in self.stack.children:
+            if child.process.poll() is not None:
+                print(f"[serve] {child.name} exited with {child.process.returncode}", flush=True)
+                return self._healed(self._attempt(child.name, functools.partial(self._restart, child)))
+        live = self._live_instances()
+        for model in self.MODELS:
+            if self._instances[model] - live[model] or not self.stack.repository().ready(model):
+                return self._healed(self._attempt(model, functools.partial(self._reload, model)))
+        return None
+
+    def _healed(self, outcome: int | None) -> int | None:
+        if outcome is None:
+            self._instances = self._live_instances()
+        return outcome
+
+    def _attempt(self, part: str, heal: Callable[[], bool]) -> int | None:
+        args = self.stack.args
+        budget = self._budgets.setdefault(part, healing.Budget(args.heal_attempts, args.heal_window_s))
+        wait_s = budget.take()
+        if wait_s is None:
+            print(
+                f"[serve] {part} died again: {args.heal_attempts} heals in {args.heal_window_s:.0f} s; giving up",
+                flush=True,
+            )
+            return 1
+        if self.stopping.wait(wait_s):
+            return 0
+        started = time.monotonic()
+        if not heal():
+            return 0 if self.stopping.is_set() else self._attempt(part, heal)
+        print(f"[serve] {part} healed in {time.monotonic() - started:.1f} s", flush=True)
+        return None
+
+    def _restart(self, child: Child) -> bool:
+        """A dead child started again; the frontend goes on while tritonserver restarts (its requests get 503s)."""
+        child.stop(self.stack.args.stop_grace_s)  # what is left of its process group: stubs, engine
+        if child is self.stack.frontend:
+            return self.stack.wait_ready(self.stack.start_frontend(), 60, self.stopping)
+        healing.remove(healing.stale_shared_memory(grace_s=1.0))  # the dead server's regions
+        return self.stack.start_triton(self.stopping)
+
+    def _reload(self, model: str) -> bool:
+        repository, triton = self.stack.repository(), self.stack.triton
+        assert triton is not None
+        print(f"[serve] {model} is down (a dead instance or engine); reloading it with the ensemble", flush=True)
+        try:
+            repository.unload(model)  # the ensemble with it: readiness says not ready until it is back
+        except OSError as exc:  # already unloaded (the vLLM model unloads itself when its engine dies)
+            print(f"[serve] unloading {model}: {exc}", flush=True)
+        self._kill(healing.orphan_engines(triton.process.pid, list(healing.processes())))
+        self._wait_gone(model, triton.process.pid)
+        healing.remove(healing.stale_shared_memory())
+        try:
+            repository.load(model)
+            repository.load(contract.ENSEMBLE)
+        except OSError as exc:
+            print(f"[serve] loading {model} failed: {exc}", flush=True)
+            return False
+        return self.stack.wait_ready(triton, self.stack.args.ready_timeout_s, self.stopping)
+
+    def _wait_gone(self, model: str, server_pid: int, timeout_s: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while healing.live_instances(server_pid, model, list(healing.processes())) and time.monotonic() < deadline:
+            time.sleep(0.2)
+
+    @staticmethod
+    def _kill(pids: list[int]) -> None:
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
 
 if __name__ == "__main__":

@@ -94,7 +94,7 @@ def test_triton_health_ports_and_volumes():
         "metrics": defaults.triton_metrics_port,
     }
     assert triton["readinessProbe"]["httpGet"] == {"path": "/v2/models/deepseek_ocr/ready", "port": "http"}
-    assert triton["livenessProbe"]["httpGet"] == {"path": "/v2/models/deepseek_ocr/ready", "port": "http"}
+    assert triton["livenessProbe"]["httpGet"] == {"path": "/v2/health/live", "port": "http"}  # heals are not cut short
     startup = triton["startupProbe"]
     assert startup["periodSeconds"] * startup["failureThreshold"] >= defaults.ready_timeout_s
 
