@@ -10,6 +10,8 @@
 #   benchmarks/bench.sh preprocess [flags]            our preprocessing vs vLLM's processor: benchmarks/preprocess.py
 #   benchmarks/bench.sh batching [flags]              N requests at once vs one: benchmarks/batching.py
 #   benchmarks/bench.sh documents [flags]             a PDF through /v1/ocr vs the offline floor: benchmarks/documents.py
+#   benchmarks/bench.sh host-cost [flags]             both stacks at once, host CPU per token and page: benchmarks/host_cost.py
+#   benchmarks/bench.sh soak --minutes N [flags]      the stack under mixed traffic for N minutes: benchmarks/soak.py
 #   benchmarks/bench.sh all                           all of them, one after another, with their defaults
 #
 # `benchmarks/bench.sh NAME --help` lists a benchmark's flags.
@@ -17,7 +19,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PYTHON="$ROOT/.venv/bin/python"
 
-usage() { sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 [[ $# -ge 1 ]] || usage
 name="$1"; shift
 "$ROOT/scripts/setup.sh"
@@ -32,11 +34,15 @@ case "$name" in
   preprocess) bench preprocess "$@" ;;
   batching) bench batching "$@" ;;
   documents) bench documents "$@" ;;
+  host-cost) bench host_cost "$@" ;;
+  soak) bench soak "$@" ;;
   all)
     bench preprocess
     bench preprocess_instances
     bench batching
     bench documents
+    bench host_cost
+    bench host_cost --workload page
     bench perf_analyzer
     bench compare
     bench compare --workload long ;;

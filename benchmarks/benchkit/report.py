@@ -337,6 +337,62 @@ def batching_markdown(data: dict) -> str:
     )
 
 
+HOST_COST_COLUMNS = [
+    "system",
+    "concurrency",
+    "output tok/s",
+    "images/s",
+    "tok/s vs (c)",
+    "TTFT p50 ms",
+    "host CPU ms/token",
+    "host CPU ms/request",
+    "host CPU vs (c)",
+    "requests/s per host core",
+]
+
+
+def host_cost_markdown(data: dict) -> str:
+    s, runs = data["settings"], data["systems"]
+    reference = runs.get("vllm_serve", [])
+    rows = []
+    for name, levels in runs.items():
+        for lv in levels:
+            ref = next((r for r in reference if r["concurrency"] == lv["concurrency"]), None)
+            rows.append(
+                [
+                    SYSTEMS.get(name, name.replace("vllm_serve_", "(c) ")),
+                    str(lv["concurrency"]),
+                    f"{lv['output_tokens_per_s']:.1f}",
+                    f"{lv['images_per_s']:.3f}",
+                    f"{lv['output_tokens_per_s'] / ref['output_tokens_per_s']:.2f}x" if ref else "–",
+                    ms(lv["ttft_p50_s"]),
+                    f"{lv['host_cpu_ms_per_token']:.3f}",
+                    f"{lv['host_cpu_ms_per_request']:.0f}",
+                    f"{lv['host_cpu_ms_per_token'] / ref['host_cpu_ms_per_token']:.2f}x" if ref else "–",
+                    f"{1000 / lv['host_cpu_ms_per_request']:.1f}",
+                ]
+            )
+    interval = s["stream_interval"]
+    coalescing = (
+        f"Our engine.json streams every {interval} tokens (the first and the last at once); (c) matched is "
+        f"`vllm serve --stream-interval {interval}`."
+        if interval > 1
+        else "Both stream every token (vLLM's default stream interval, 1); ours coalesces only what piles up "
+        "while a response is being sent."
+    )
+    return "\n\n".join(
+        [
+            conditions_line(data),
+            f"Model `{s['model']}`; {s['images']} {s['image_set']} images, Gundam mode, {s['max_tokens']} output "
+            f"token(s) per request (ignore_eos); every system loaded at once, each level run on one after the "
+            f"other in {s['rounds']} rounds, the order reversed each round. Host CPU: the user + system time of "
+            "the processes outside vLLM's engine (ours: frontend, tritonserver, stubs; `vllm serve`: its API "
+            "server(s)). " + coalescing,
+            table(HOST_COST_COLUMNS, rows),
+        ]
+    )
+
+
 def documents_markdown(data: dict) -> str:
     s, runs = data["settings"], data["systems"]
     names = {"document": "(a) the PDF in one /v1/ocr request", "one_by_one": "(b) one /v1/ocr request per page",
@@ -425,6 +481,34 @@ def preprocess_speed_markdown(data: dict) -> str:
     )
 
 
+def soak_markdown(data: dict) -> str:
+    s, v = data["settings"], data["verdict"]
+    rows = [
+        [str(r["minute"]), str(r["requests"]), ms(r["p50_s"]), ms(r["p95_s"]),
+         ", ".join(f"{k}: {n}" for k, n in sorted(r["by_class"].items()))]
+        for r in data["minutes"]
+    ]  # fmt: skip
+    first, last = data["samples"][0], data["samples"][-1]
+    memory = [
+        [name, f"{first['rss'].get(name, 0) / 2**20:.0f}", f"{last['rss'].get(name, 0) / 2**20:.0f}"]
+        for name in sorted(set(first["rss"]) | set(last["rss"]))
+    ] + [["/dev/shm (Triton, vLLM)", f"{first['shm_bytes'] / 2**20:.0f}", f"{last['shm_bytes'] / 2**20:.0f}"]]
+    held = "held" if v["held"] else "**did not hold**"
+    return "\n\n".join(
+        [
+            conditions_line(data),
+            f"Model `{s['model']}`; {s['minutes']:g} minutes, {s['clients']} clients back to back, "
+            f"{s['max_tokens']} output tokens per request; the mix (weights): "
+            + ", ".join(f"{k} {w}" for k, w in s["mix"].items())
+            + ". Classes are `action HTTP-status` (0: the connection failed).",
+            f"Verdict: {held}. RSS growth after the warm-up minute {v['rss_growth_after_warmup']:+.1%} "
+            f"(limit +5%); 5xx for good requests: {v['good_5xx']}; 5xx for bad input: {v['bad_input_5xx']}.",
+            table(["process", "RSS first MiB", "RSS last MiB"], memory),
+            table(["minute", "requests", "good p50", "good p95", "outcomes"], rows),
+        ]
+    )
+
+
 RENDERERS = {
     "compare": compare_markdown,
     "compare_long": compare_markdown,
@@ -433,6 +517,9 @@ RENDERERS = {
     "batching": batching_markdown,
     "preprocess": preprocess_speed_markdown,
     "documents": documents_markdown,
+    "host_cost_long": host_cost_markdown,
+    "host_cost_page": host_cost_markdown,
+    "soak": soak_markdown,
 }
 
 

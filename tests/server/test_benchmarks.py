@@ -20,10 +20,13 @@ from PIL import Image
 from benchmarks import batching as bench_batching
 from benchmarks import compare as bench_compare
 from benchmarks import documents as bench_documents
+from benchmarks import host_cost as bench_host_cost
 from benchmarks import perf_analyzer as bench_perf_analyzer
 from benchmarks import preprocess as bench_preprocess
 from benchmarks import preprocess_instances as bench_preprocess_instances
+from benchmarks import soak as bench_soak
 from benchmarks.benchkit import asyncllm, report, systems
+from benchmarks.benchkit.host import HostCPU, host_processes
 from benchmarks.benchkit.images import make_images
 
 TINY = ["--device", "cpu", "--image-set", "small", "--images", "1", "--concurrency", "1"]
@@ -191,3 +194,42 @@ def test_documents_floor_gets_the_pages_the_stack_renders():
     pages = bench_documents.rendered(pdf)
     assert [page.size for page in pages] == [(200, 100)] * 3
     assert len({page.tobytes() for page in pages}) == 3  # distinct pages, in order
+
+
+def test_host_cost_counts_the_stacks_processes_outside_the_engine(service):
+    """What the interleaved benchmark meters: the frontend, tritonserver and the stubs, not vLLM's engine."""
+    names = {process.name() for process in host_processes(service.marker)}
+    assert "tritonserver" in names and any("python" in name for name in names), names
+    assert not any("EngineCore" in name or "Worker" in name for name in names), names
+    meter = HostCPU(service.marker)
+    before = meter.seconds()
+    client = service.client()
+    client.chat.completions.create(model="deepseek-ocr", messages=[{"role": "user", "content": [
+        {"type": "image_url", "image_url": {"url": make_images("small", 1)[0].data_url}}]}], max_tokens=2)  # fmt: skip
+    assert meter.seconds() > before
+
+
+def test_host_cost_asks_every_vllm_serve_for_the_same_engine_and_says_how_each_differs():
+    engine_args = {"max_model_len": 4096, "stream_interval": 8}
+    assert bench_host_cost.serve_flags("vllm_serve", engine_args) == {"max_model_len": 4096}  # vLLM's default
+    assert bench_host_cost.serve_flags("vllm_serve_matched", engine_args)["stream_interval"] == 8
+    api2 = systems.vllm_serve_command(bench_host_cost.serve_flags("vllm_serve_api2", {"max_model_len": 4096}), 9)
+    assert api2[api2.index("--api-server-count") + 1] == "2"
+    level = {"requests": 4, "samples": [(0.1, 1.0, 100, 10)] * 4}
+    costed = bench_host_cost.with_host_cost(level, host_cpu_s=0.2)
+    assert (costed["host_cpu_ms_per_token"], costed["host_cpu_ms_per_request"]) == (5.0, 50.0)
+
+
+def test_soak_records_memory_outcomes_and_latency_of_a_running_stack(service, tmp_path):
+    """A short soak on the session's stack: every role's memory sampled, good requests served, bad input
+    refused with a 4xx, the report block and the plot written."""
+    args = ["--device", "cpu", "--url", service.base_url, "--marker", service.marker, "--minutes", "0.25"]
+    data = bench_soak.main([*args, "--clients", "2", "--sample-s", "2", "--max-tokens", "2", *outputs(tmp_path)])
+    roles = set(data["samples"][0]["rss"])
+    assert {"frontend", "tritonserver", "preprocess stub", "vllm_model stub", "engine"} <= roles, roles
+    outcomes = {k: n for row in data["minutes"] for k, n in row["by_class"].items()}
+    assert any(k.startswith(("chat 200", "stream 200", "document 200")) for k in outcomes), outcomes
+    assert all(int(k.split()[1]) in (400, 422) for k in outcomes if k.startswith("bad")), outcomes
+    assert data["verdict"]["good_5xx"] == 0
+    assert (tmp_path / "results" / "soak-cpu.png").stat().st_size > 0
+    assert "<!-- BEGIN soak-cpu -->" in (tmp_path / "BENCHMARKS.md").read_text()

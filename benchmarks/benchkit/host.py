@@ -1,0 +1,56 @@
+"""What a server costs the host outside its engine: the CPU time of its processes, from the processes themselves.
+
+A system is every process carrying its environment marker (dsocr.processes)
+but vLLM's engine (its EngineCore and model-runner workers): for our stack
+the frontend, tritonserver and its Python-backend stubs (the vLLM model's
+stub runs vLLM's output handling, as `vllm serve`'s API server does); for
+`vllm serve` its API server process(es). CPU time is user + system, read
+before and after a stretch of load: both systems are measured the same way.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import psutil
+
+from dsocr.processes import processes_with_marker
+
+# vLLM's engine processes rename themselves VLLM::EngineCore, VLLM::Worker..., VLLM::DPCoordinator.
+ENGINE_PROCESS_NAMES = ("EngineCore", "Worker", "DPCoordinator")
+
+
+def is_engine(process: psutil.Process) -> bool:
+    try:
+        names = process.name() + " ".join(process.cmdline())
+    except psutil.Error:
+        return False
+    return any(name in names for name in ENGINE_PROCESS_NAMES)
+
+
+def host_processes(marker: str) -> list[psutil.Process]:
+    found = []
+    for pid in processes_with_marker(marker):
+        with contextlib.suppress(psutil.Error):
+            process = psutil.Process(pid)
+            if not is_engine(process):
+                found.append(process)
+    return found
+
+
+class HostCPU:
+    """The CPU seconds a system's host processes have used; `seconds()` at any moment, to take differences."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+        self._processes: dict[int, psutil.Process] = {}
+        self._last: dict[int, float] = {}  # a process that has exited keeps the time it had used
+
+    def seconds(self) -> float:
+        for process in host_processes(self.marker):  # processes started since (render workers) join
+            self._processes.setdefault(process.pid, process)
+        for pid, process in self._processes.items():
+            with contextlib.suppress(psutil.Error):
+                times = process.cpu_times()
+                self._last[pid] = times.user + times.system
+        return sum(self._last.values())

@@ -1,0 +1,182 @@
+"""Our stack and `vllm serve` loaded at once and measured in alternating rounds: throughput, and what each
+token and each page costs the host outside the engine.
+
+    benchmarks/bench.sh host-cost [--workload long|page] [--concurrency 1 4 8 16] [--rounds 2] [--systems ...]
+
+Every system runs its own engine with the same engine arguments (benchkit.systems); all are loaded before
+the first request. Each concurrency level is run on one system, then on the next, round after round, the
+order reversed every round, so that a machine that gets slower or faster weighs on all of them alike, and
+every figure of a level comes from the same rounds. The systems:
+
+  frontend            (a) our stack: the OpenAI frontend over Triton (dsocr.serve)
+  vllm_serve          (c) `vllm serve`, DeepSeek's flags, vLLM's defaults otherwise
+  vllm_serve_matched  (c) with `--stream-interval` set to ours, when our engine.json coalesces tokens
+  vllm_serve_api2     (c) with `--api-server-count 2`: vLLM's own way to spread preprocessing over processes
+
+The workloads: `long`, small images and --max-tokens output tokens each (ignore_eos): the per-token path;
+`page`, Gundam A4 pages and one output token: the per-page path (decode, views, hand-over to the engine).
+
+Host CPU is the user + system time of a system's processes outside vLLM's engine (benchkit.host): ours the
+frontend, tritonserver and the stubs; `vllm serve`'s its API server(s). Per level: output tok/s,
+images/s, TTFT p50, host CPU ms per output token and per request, and the pages/s one core of host CPU
+would carry at that cost. Results: docs/benchmarks/host_cost_<workload>-<device>.json and the report.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from benchmarks.benchkit import cli, report, systems
+from benchmarks.benchkit.clients import OpenAIChat
+from benchmarks.benchkit.host import HostCPU
+from benchmarks.benchkit.images import IMAGE_SETS, make_images
+from benchmarks.benchkit.load import pooled, requests_for, run_level
+from benchmarks.compare import frontend_extra_body, ngram_whitelist, vllm_serve_extra_body
+from dsocr import processes
+
+SYSTEMS = ("frontend", "vllm_serve", "vllm_serve_matched", "vllm_serve_api2")
+WORKLOADS = {"long": "host_cost_long", "page": "host_cost_page"}  # -> result name
+DEFAULTS = {
+    ("cpu", "long"): {"image_set": "small", "concurrency": [1, 4, 8, 16], "max_tokens": 1024, "min_requests": 4},
+    ("cpu", "page"): {"image_set": "page", "concurrency": [1, 4], "max_tokens": 1, "min_requests": 4},
+    ("gpu", "long"): {"image_set": "page", "concurrency": [1, 8, 16, 32, 64], "max_tokens": 2048, "min_requests": 16},
+    ("gpu", "page"): {"image_set": "page", "concurrency": [8, 32, 64], "max_tokens": 1, "min_requests": 64},
+}
+
+
+def parse_args(argv: list[str] | None = None):
+    p = cli.parser(__doc__)
+    p.add_argument("--workload", choices=list(WORKLOADS), default="long")
+    p.add_argument("--systems", nargs="+", choices=SYSTEMS, help="default: (a), (c), and (c) matched or api2")
+    p.add_argument("--image-set", choices=IMAGE_SETS)
+    p.add_argument("--images", type=int, default=4)
+    p.add_argument("--concurrency", type=int, nargs="+")
+    p.add_argument("--max-tokens", type=int, help="output tokens per request")
+    p.add_argument("--min-requests", type=int, help="at least this many requests per level, system and round")
+    p.add_argument("--rounds", type=int, default=2, help="rounds per level, the systems' order reversed each round")
+    p.add_argument("--warmup", type=int, default=2, help="untimed requests per system first")
+    p.add_argument("--instruction", default="Free OCR.")
+    p.add_argument("--max-crops", type=int, default=6)
+    p.add_argument("--ngram-size", type=int, default=30)
+    p.add_argument("--window-size", type=int, default=90)
+    args = cli.parse(p, argv, lambda args: DEFAULTS[args.device, args.workload])
+    args.systems = args.systems or default_systems(args)
+    return args
+
+
+def default_systems(args) -> list[str]:
+    extra = "vllm_serve_api2" if args.workload == "page" else "vllm_serve_matched"
+    if extra == "vllm_serve_matched" and our_stream_interval(args) <= 1:
+        return ["frontend", "vllm_serve"]
+    return ["frontend", "vllm_serve", extra]
+
+
+def our_stream_interval(args) -> int:
+    return int(systems.engine_args(args.model, args.device).get("stream_interval", 1))
+
+
+def serve_flags(name: str, engine_args: dict) -> dict:
+    """The engine arguments `vllm serve` gets as flags: vLLM's defaults where ours differ on purpose."""
+    flags = {key: value for key, value in engine_args.items() if key != "stream_interval"}
+    if name == "vllm_serve_matched":
+        flags["stream_interval"] = engine_args.get("stream_interval", 1)
+    if name == "vllm_serve_api2":
+        flags["api_server_count"] = 2
+    return flags
+
+
+@contextlib.contextmanager
+def started(name: str, args, model: str, logs: Path):
+    """One system, loaded and ready: (its base URL, its host CPU meter, the extension fields it takes)."""
+    env = systems.serve_env(model, args.device)
+    engine_args = systems.engine_args(model, args.device)
+    if name == "frontend":
+        ports = processes.free_ports()
+        command = systems.stack_command(model, args.device, ports)
+        url, ready, body = f"http://127.0.0.1:{ports['port']}", "/health/ready", frontend_extra_body(args)
+    else:
+        port = processes.free_port()
+        command = systems.vllm_serve_command(serve_flags(name, engine_args), port)
+        url, ready, body = f"http://127.0.0.1:{port}", "/v1/models", vllm_serve_extra_body(args, ngram_whitelist(model))
+    with systems.ServerProcess(report.SYSTEMS.get(name, name), command, env, logs / f"{name}.log") as server:
+        server.wait_ready(url + ready, args.ready_timeout_s)
+        yield url, HostCPU(server.marker), body
+
+
+async def rounds(args, clients: dict[str, OpenAIChat], meters: dict[str, HostCPU], images) -> dict[str, list[dict]]:
+    for client in clients.values():
+        for index in range(args.warmup):
+            await client(images[index % len(images)])
+    levels: dict[str, list[dict]] = {name: [] for name in clients}
+    for concurrency in args.concurrency:
+        requests = requests_for(concurrency, 1, args.min_requests)
+        measured: dict[str, list[tuple[dict, float]]] = {name: [] for name in clients}
+        for index in range(args.rounds):
+            for name in list(clients)[:: -1 if index % 2 else 1]:
+                before = meters[name].seconds()
+                level = await run_level(clients[name], images, concurrency, requests)
+                measured[name].append((level.to_dict(), meters[name].seconds() - before))
+                print(
+                    f"[bench] {name:20} c={concurrency:<3} round {index + 1}: {level.output_tokens_per_s:8.1f} tok/s "
+                    f"{level.images_per_s:6.3f} images/s  host CPU {measured[name][-1][1]:6.2f} s",
+                    flush=True,
+                )
+        for name, runs in measured.items():
+            levels[name].append(with_host_cost(pooled([level for level, _ in runs]), sum(cpu for _, cpu in runs)))
+    return levels
+
+
+def with_host_cost(level: dict, host_cpu_s: float) -> dict:
+    tokens = sum(sample[3] for sample in level["samples"])
+    return {
+        **level,
+        "host_cpu_s": host_cpu_s,
+        "host_cpu_ms_per_token": 1000 * host_cpu_s / max(tokens, 1),
+        "host_cpu_ms_per_request": 1000 * host_cpu_s / level["requests"],
+    }
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    model = args.model or systems.default_model(args.device)
+    images = make_images(args.image_set, args.images)
+    logs = Path(tempfile.mkdtemp(prefix="dsocr-bench-host-"))
+    settings: dict[str, Any] = {
+        "workload": args.workload,
+        "model": model,
+        "systems": args.systems,
+        "image_set": args.image_set,
+        "images": args.images,
+        "max_tokens": args.max_tokens,
+        "concurrency": args.concurrency,
+        "rounds": args.rounds,
+        "stream_interval": our_stream_interval(args),
+        "engine_args": systems.engine_args(model, args.device),
+    }
+    data = report.new_run(args.device, settings)
+    with contextlib.ExitStack() as stack:
+        loaded = {name: stack.enter_context(started(name, args, model, logs)) for name in args.systems}
+
+        async def run() -> dict[str, list[dict]]:
+            clients = {
+                name: OpenAIChat(
+                    url, systems.SERVED_NAME, args.instruction, args.max_tokens, body, max(args.concurrency)
+                )
+                for name, (url, _, body) in loaded.items()
+            }
+            try:
+                return await rounds(args, clients, {name: meter for name, (_, meter, _) in loaded.items()}, images)
+            finally:
+                for client in clients.values():
+                    await client.close()
+
+        data["systems"] = asyncio.run(run())
+    return report.publish(WORKLOADS[args.workload], data, args)
+
+
+if __name__ == "__main__":
+    main()
