@@ -15,6 +15,7 @@ from openai_frontend.errors import install_handlers
 from openai_frontend.image_urls import ImageFetcher, ImageURLPolicy
 from openai_frontend.middlewares import ApiKeyAuth, BodySizeLimit, ConcurrencyLimit
 from openai_frontend.ocr import DocumentService
+from openai_frontend.openapi import describe_api
 from openai_frontend.pool import TritonPool
 from openai_frontend.routers import chat, health, models, ocr
 from openai_frontend.settings import Settings
@@ -42,7 +43,7 @@ def middlewares(settings: Settings) -> list[Middleware]:
     """Outermost first: an unauthenticated request takes no slot, a refused one reads no body."""
     stack = [
         Middleware(ConcurrencyLimit, limit=settings.max_concurrent_requests, paths=GENERATION_PATHS),
-        Middleware(BodySizeLimit, max_bytes=settings.request_byte_limit),
+        Middleware(BodySizeLimit, max_bytes=settings.request_byte_limit, timeout_s=settings.body_timeout_s),
     ]
     if settings.api_key:
         stack.insert(0, Middleware(ApiKeyAuth, api_key=settings.api_key))
@@ -75,4 +76,5 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     app.include_router(models.router)
     app.include_router(chat.router)
     app.include_router(ocr.router)
+    describe_api(app, api_key_required=bool(settings.api_key))
     return app

@@ -71,6 +71,16 @@ class NotFound(OpenAIError):
     type = "invalid_request_error"
 
 
+class RequestTimeout(OpenAIError):
+    status = 408
+    type = "invalid_request_error"
+    default_code = "request_timeout"
+
+    def headers(self) -> dict[str, str]:
+        # The rest of the body may still be trickling in: the connection is not reused (RFC 9110, 15.5.9).
+        return {"Connection": "close"}
+
+
 class TooLarge(OpenAIError):
     status = 413
     type = "invalid_request_error"
@@ -132,6 +142,8 @@ def validation_error(exc: RequestValidationError) -> BadRequest:
     if first.get("type") == "json_invalid":
         return BadRequest("the request body is not valid JSON", code="invalid_json")
     param = request_path(first.get("loc", ())) or None
+    if param is None and first.get("type") == "missing":
+        return BadRequest("the request body is missing: send a JSON object", code="invalid_value")
     if first.get("type") == "extra_forbidden":
         return BadRequest(
             f"{param}: this server does not support this parameter", param=param, code="unsupported_parameter"
@@ -140,12 +152,22 @@ def validation_error(exc: RequestValidationError) -> BadRequest:
     return BadRequest(message, param=param, code="invalid_value")
 
 
+class RoutingError(OpenAIError):
+    """Routing's own errors, with their headers (a 405's Allow lists the methods the path takes)."""
+
+    def __init__(self, message: str, status: int, headers: dict[str, str]):
+        super().__init__(message)
+        self.status = status
+        self.type = "invalid_request_error" if status < 500 else "server_error"
+        self._headers = headers
+
+    def headers(self) -> dict[str, str]:
+        return self._headers
+
+
 def http_error(request: Request, exc: HTTPException) -> OpenAIError:
     """Routing's own errors (unknown path 404, wrong method 405) in the same shape."""
-    error = OpenAIError(f"{exc.detail}: {request.method} {request.url.path}")
-    error.status = exc.status_code
-    error.type = "invalid_request_error" if exc.status_code < 500 else "server_error"
-    return error
+    return RoutingError(f"{exc.detail}: {request.method} {request.url.path}", exc.status_code, dict(exc.headers or {}))
 
 
 def install_handlers(app: FastAPI) -> None:

@@ -83,7 +83,7 @@ def _file_source(role: str, part: FilePart, param: str) -> Source:
 
 def _in_user_message(role: str, param: str) -> None:
     if role != "user":
-        raise BadRequest("images and files belong in user messages", param=param)
+        raise BadRequest("images and files belong in user messages", param=param, code="misplaced_image")
 
 
 def _instruction(text: str, param: str) -> str:

@@ -7,12 +7,13 @@ Outermost first: ApiKeyAuth, ConcurrencyLimit, BodySizeLimit.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from openai_frontend.errors import RateLimited, TooLarge, Unauthorized
+from openai_frontend.errors import RateLimited, RequestTimeout, TooLarge, Unauthorized
 
 # Probes and the service description stay reachable without a key.
 OPEN_PATHS = frozenset({"/", "/health", "/health/ready"})
@@ -64,15 +65,19 @@ class ConcurrencyLimit:
 
 
 class BodySizeLimit:
-    """413 for a body over `max_bytes`: by its Content-Length, or while it streams in.
+    """413 for a body over `max_bytes`: by its Content-Length, or while it streams in;
+    408 for one that has not all arrived `timeout_s` after the request's head.
 
     The body is read here, up to the cap, and handed to the app in one piece,
-    so that the app never sees part of an oversized body.
+    so that the app never sees part of an oversized body. The deadline is for
+    the whole body, not each read: a client sending a byte a second would
+    otherwise hold its concurrency slot for ever.
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int):
+    def __init__(self, app: ASGIApp, max_bytes: int, timeout_s: float | None = None):
         self.app = app
         self.max_bytes = max_bytes
+        self.timeout_s = timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -81,9 +86,13 @@ class BodySizeLimit:
         if declared.isdigit() and int(declared) > self.max_bytes:
             return await self._too_large().response()(scope, receive, send)
         try:
-            body = await self._read(receive)
+            async with asyncio.timeout(self.timeout_s):
+                body = await self._read(receive)
         except _BodyTooLarge:
             return await self._too_large().response()(scope, receive, send)
+        except TimeoutError:
+            late = RequestTimeout(f"the request body did not arrive within {self.timeout_s:g} s")
+            return await late.response()(scope, receive, send)
         except _ClientLeft:
             return  # nobody to answer
         await self.app(scope, _replay(body, receive), send)

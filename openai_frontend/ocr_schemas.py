@@ -20,22 +20,23 @@ from dsocr.documents.limits import DEFAULT_DPI
 from dsocr.families import ModeName
 from dsocr.prompts import DEFAULT as DEFAULT_PROMPT
 from openai_frontend.errors import BadRequest
-from openai_frontend.schemas import Usage, bounded
+from openai_frontend.schemas import EXAMPLE_IMAGE_URL, RequestModel, Usage, bounded
 
 
-class DocumentURLChunk(BaseModel):
-    type: Literal["document_url"] = "document_url"
+# Each chunk's `type` is required, with no default: it is the tag that picks the chunk.
+class DocumentURLChunk(RequestModel):
+    type: Literal["document_url"]
     document_url: str  # an http(s) URL (where URLs are on) or a base64 data URL
     document_name: str | None = None
 
 
-class ImageURL(BaseModel):
+class ImageURL(RequestModel):
     url: str
     detail: str | None = None
 
 
-class ImageURLChunk(BaseModel):
-    type: Literal["image_url"] = "image_url"
+class ImageURLChunk(RequestModel):
+    type: Literal["image_url"]
     image_url: str | ImageURL
 
     @property
@@ -43,10 +44,10 @@ class ImageURLChunk(BaseModel):
         return self.image_url if isinstance(self.image_url, str) else self.image_url.url
 
 
-class FileChunk(BaseModel):
+class FileChunk(RequestModel):
     """An uploaded file, by id: refused (this service keeps no files), with the way to send it instead."""
 
-    type: Literal["file"] = "file"
+    type: Literal["file"]
     file_id: str
 
 
@@ -64,9 +65,14 @@ _UNSUPPORTED: dict[str, object] = {
 }
 
 
-class OCRRequest(BaseModel):
+class OCRRequest(RequestModel):
     # A field this service does not implement is refused, not silently ignored.
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"model": "deepseek-ocr", "document": {"type": "image_url", "image_url": EXAMPLE_IMAGE_URL}}]
+        },
+    )
 
     model: str | None
     document: Document

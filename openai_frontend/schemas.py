@@ -15,6 +15,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from dsocr.families import ModeName
 from dsocr.parameters import BOUNDS
 
+# A 1x1 white PNG: the schemas' examples are requests that run as they are (/docs, API fuzzing).
+EXAMPLE_IMAGE_URL = (
+    "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR4nGP4//8/AAX+Av4N70a4AAAAAElFTkSuQmCC"
+)
+
 
 def bounded(name: str) -> Any:
     """An optional field (None: not set) with the bounds dsocr.parameters declares for `name`."""
@@ -24,28 +29,35 @@ def bounded(name: str) -> Any:
     return Field(default=None, ge=bound.low, le=bound.high)
 
 
-class ImageURL(BaseModel):
+class RequestModel(BaseModel):
+    """A part of a request: each field takes the JSON type the schema gives it, never a look-alike
+    (0 is no boolean, "2" no integer), as in OpenAI's API; the API fuzzing test holds them to it."""
+
+    model_config = ConfigDict(strict=True)
+
+
+class ImageURL(RequestModel):
     url: str
     detail: Literal["auto", "low", "high"] | None = None
 
 
-class TextPart(BaseModel):
+class TextPart(RequestModel):
     type: Literal["text"]
     text: str
 
 
-class ImagePart(BaseModel):
+class ImagePart(RequestModel):
     type: Literal["image_url"]
     image_url: ImageURL
 
 
-class FileData(BaseModel):
+class FileData(RequestModel):
     file_data: str | None = None  # a base64 data URL: data:application/pdf;base64,...
     file_id: str | None = None  # an uploaded file: refused (this service keeps no files)
     filename: str | None = None
 
 
-class FilePart(BaseModel):
+class FilePart(RequestModel):
     type: Literal["file"]
     file: FileData
 
@@ -54,7 +66,7 @@ class FilePart(BaseModel):
 ContentPart = Annotated[TextPart | ImagePart | FilePart, Field(discriminator="type")]
 
 
-class Message(BaseModel):
+class Message(RequestModel):
     role: Literal["system", "developer", "user", "assistant"]
     content: list[ContentPart] | None = None
     name: str | None = None
@@ -66,14 +78,33 @@ class Message(BaseModel):
         return [{"type": "text", "text": content}] if isinstance(content, str) else content
 
 
-class StreamOptions(BaseModel):
+class StreamOptions(RequestModel):
     include_usage: bool = False
 
 
-class ChatCompletionRequest(BaseModel):
+class ChatCompletionRequest(RequestModel):
     # A setting this service does not implement (penalties, logprobs, tools)
     # is refused, not silently ignored.
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "model": "deepseek-ocr",
+                    "messages": [
+                        {
+                            "role": "user",
+                            "content": [
+                                {"type": "image_url", "image_url": {"url": EXAMPLE_IMAGE_URL}},
+                                {"type": "text", "text": "Free OCR."},
+                            ],
+                        }
+                    ],
+                    "max_tokens": 2048,
+                }
+            ]
+        },
+    )
 
     messages: list[Message] = Field(min_length=1)
     model: str

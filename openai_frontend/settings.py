@@ -61,6 +61,11 @@ class Settings(BaseModel):
     image_url_allow_private: bool = env("DSOCR_IMAGE_URL_ALLOW_PRIVATE")
     image_url_timeout_s: float = env("DSOCR_IMAGE_URL_TIMEOUT_S", gt=0)
     image_url_max_redirects: int = env("DSOCR_IMAGE_URL_MAX_REDIRECTS", ge=0)
+    # Slow and hostile clients (openai_frontend/server.py).
+    header_timeout_s: float = env("DSOCR_HEADER_TIMEOUT_S", gt=0)
+    body_timeout_s: float = env("DSOCR_BODY_TIMEOUT_S", gt=0)
+    write_timeout_s: float = env("DSOCR_WRITE_TIMEOUT_S", gt=0)
+    keep_alive_timeout_s: int = env("DSOCR_KEEP_ALIVE_TIMEOUT_S", ge=1)
 
     @field_validator("image_url_hosts", mode="before")
     @classmethod

@@ -13,13 +13,16 @@ from dsocr.documents.limits import DEFAULT_DPI
 from openai_frontend.completions import Completion, EventStreamResponse, sse_events
 from openai_frontend.disconnect import unless_disconnected
 from openai_frontend.messages import to_ocr_request
+from openai_frontend.openapi import GENERATION_ERRORS, STREAMED_COMPLETION
 from openai_frontend.routers.models import require_served
 from openai_frontend.schemas import ChatCompletion, ChatCompletionRequest
 
 router = APIRouter()
 
 
-@router.post("/v1/chat/completions", response_model=ChatCompletion)
+@router.post(
+    "/v1/chat/completions", response_model=ChatCompletion, responses={200: STREAMED_COMPLETION, **GENERATION_ERRORS}
+)
 async def chat_completions(body: ChatCompletionRequest, request: Request):
     state = request.app.state
     require_served(body.model, state.settings.family)

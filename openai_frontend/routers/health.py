@@ -1,6 +1,8 @@
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from openai_frontend.openapi import Status
+
 router = APIRouter()
 
 
@@ -21,13 +23,13 @@ async def service_info(request: Request):
     }
 
 
-@router.get("/health")
+@router.get("/health", response_model=Status)
 async def liveness():
     """The frontend process answers; says nothing about Triton."""
     return {"status": "ok"}
 
 
-@router.get("/health/ready")
+@router.get("/health/ready", response_model=Status, responses={503: {"model": Status, "description": "not ready"}})
 async def readiness(request: Request):
     """Ready when a Triton server is up with the ensemble loaded."""
     if await request.app.state.engine.ready():

@@ -4,6 +4,7 @@ from fastapi import APIRouter, Request
 
 from dsocr.families import Family
 from openai_frontend.errors import NotFound
+from openai_frontend.openapi import errors
 from openai_frontend.schemas import Model, ModelList
 
 router = APIRouter()
@@ -31,7 +32,7 @@ async def list_models(request: Request):
     return ModelList(data=[_model(name) for name in model_names(request.app.state.settings.family)])
 
 
-@router.get("/v1/models/{name:path}", response_model=Model)
+@router.get("/v1/models/{name:path}", response_model=Model, responses=errors(404))
 async def retrieve_model(name: str, request: Request):
     require_served(name, request.app.state.settings.family)
     return _model(name)

@@ -13,13 +13,14 @@ from openai_frontend.documents import document_pages
 from openai_frontend.errors import BadRequest
 from openai_frontend.ocr import ocr_response
 from openai_frontend.ocr_schemas import DocumentURLChunk, ImageURLChunk, OCRRequest, OCRResponse
+from openai_frontend.openapi import GENERATION_ERRORS
 from openai_frontend.routers.models import require_served
 from openai_frontend.sources import Source
 
 router = APIRouter()
 
 
-@router.post("/v1/ocr", response_model=OCRResponse)
+@router.post("/v1/ocr", response_model=OCRResponse, responses=GENERATION_ERRORS)
 async def ocr(body: OCRRequest, request: Request):
     state = request.app.state
     family = state.settings.family

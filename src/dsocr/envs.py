@@ -96,6 +96,27 @@ _DECLARED = [
     ),
     EnvVar("DSOCR_IMAGE_URL_TIMEOUT_S", "10", "time one image URL may take, DNS to last byte, in seconds"),
     EnvVar("DSOCR_IMAGE_URL_MAX_REDIRECTS", "0", "redirects an image URL may follow, each one checked again"),
+    # Slow and hostile clients (openai_frontend/server.py): nothing a client holds is held for ever.
+    EnvVar(
+        "DSOCR_HEADER_TIMEOUT_S",
+        "10",
+        "seconds a client has to send a request's head, from the connection's opening (or, kept alive, the "
+        "request's first byte); then the connection is closed",
+    ),
+    EnvVar(
+        "DSOCR_BODY_TIMEOUT_S",
+        "60",
+        "seconds a client has to send a request's whole body once its head is in; then 408 and the connection closed",
+    ),
+    EnvVar(
+        "DSOCR_WRITE_TIMEOUT_S",
+        "30",
+        "seconds a response may wait on a client that reads none of it (the send buffers full); then the connection "
+        "is dropped and its generation stopped, as when a client leaves",
+    ),
+    EnvVar("DSOCR_KEEP_ALIVE_TIMEOUT_S", "5", "seconds an idle kept-alive connection stays open (uvicorn's)"),
+    # Tests
+    EnvVar("DSOCR_FUZZ_MAX_EXAMPLES", "30", "requests the API fuzzing test generates per route (scripts/fuzz.sh)"),
 ]
 DECLARED = {var.name: var for var in _DECLARED}
 

@@ -276,6 +276,9 @@ def test_malformed_json_unknown_route_and_wrong_method(base_url):
     assert response.status_code == 404 and "/v1/nothing" in openai_error(response)["message"]
     response = httpx.get(f"{base_url}/v1/chat/completions")
     assert response.status_code == 405 and openai_error(response)["type"] == "invalid_request_error"
+    assert response.headers["allow"] == "POST"  # RFC 9110: a 405 names the methods the path takes
+    response = httpx.post(f"{base_url}/v1/chat/completions")
+    assert response.status_code == 400 and "body is missing" in openai_error(response)["message"]
 
 
 def test_body_over_the_limit_is_413(engine, client):

@@ -93,8 +93,9 @@ def test_placeholder_in_text_is_refused():
 
 
 def test_image_outside_a_user_message_is_refused():
-    with pytest.raises(BadRequest, match="user messages"):
+    with pytest.raises(BadRequest, match="user messages") as error:
         to_ocr_request(request({"role": "system", "content": [image()]}))
+    assert (error.value.param, error.value.code) == ("messages[0].content[0]", "misplaced_image")
 
 
 def test_image_url_scheme_must_be_data_or_http():

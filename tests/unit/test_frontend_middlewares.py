@@ -101,6 +101,27 @@ def test_streamed_body_over_the_limit_is_413_and_reading_stops():
     assert openai_error(body)["type"] == "invalid_request_error"
 
 
+def test_a_body_not_all_in_by_the_timeout_is_408_and_its_connection_not_kept():
+    app = Echo()
+    first_byte = [{"type": "http.request", "body": b"{", "more_body": True}]
+
+    async def receive():
+        if first_byte:
+            return first_byte.pop()
+        await asyncio.Event().wait()  # the rest never comes
+
+    sent = []
+
+    async def send(message):
+        sent.append(message)
+
+    run(BodySizeLimit(app, max_bytes=10, timeout_s=0.05)(scope(), receive, send))
+    assert sent[0]["status"] == 408 and app.calls == 0
+    assert (b"connection", b"close") in sent[0]["headers"]
+    error = openai_error(sent[1]["body"])
+    assert error["code"] == "request_timeout" and "0.05 s" in error["message"]
+
+
 # --- API key -----------------------------------------------------------------
 
 
