@@ -144,8 +144,10 @@ def sample(marker: str) -> dict[str, Any]:
         with contextlib.suppress(psutil.Error):
             process = psutil.Process(pid)
             rss[role(process)] += process.memory_info().rss
-    regions = [path for path in healing.SHARED_MEMORY.glob("*") if path.name.startswith(healing.SHM_PREFIXES)]
-    shm = sum(path.stat().st_size for path in regions)
+    shm = 0
+    for path in healing.regions():
+        with contextlib.suppress(OSError):
+            shm += path.stat().st_size
     return {"rss": dict(rss), "shm_bytes": shm}
 
 

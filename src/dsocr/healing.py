@@ -7,7 +7,7 @@ counts it in the model's readiness: its instance fails every request it gets
 ("Stub process ... is not healthy") while the model says it is ready. vLLM's
 engine (its EngineCore and workers) runs in processes of the vLLM model's
 stub. So the serve command looks at the processes themselves
-(`dead_instances`, `orphan_engines`) and heals through Triton's model
+(`live_instances`, `orphan_engines`) and heals through Triton's model
 repository API (`Repository`): the model is unloaded with the ensemble over
 it, so that readiness says not ready while it is down, and loaded again.
 
@@ -23,7 +23,7 @@ import json
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -106,18 +106,22 @@ def orphan_engines(group: int, table: list[Process]) -> list[int]:
     return orphans
 
 
-def mapped_shared_memory() -> set[str]:
-    """Names of /dev/shm files some live process maps."""
+def regions() -> list[Path]:
+    """The shared-memory regions of Triton's stubs and of vLLM, whoever's they are."""
+    return [path for path in SHARED_MEMORY.glob("*") if path.name.startswith(SHM_PREFIXES)]
+
+
+def mapped_shared_memory(pids: Iterable[int] | None = None) -> set[str]:
+    """Names of /dev/shm files that the processes `pids` (by default, all) map."""
     names: set[str] = set()
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                maps = (entry / "maps").read_text()
-            except OSError:
-                continue
-            names.update(
-                line.split("/dev/shm/", 1)[1].split(" ")[0] for line in maps.splitlines() if "/dev/shm/" in line
-            )
+    for pid in (
+        pids if pids is not None else (int(entry.name) for entry in Path("/proc").iterdir() if entry.name.isdigit())
+    ):
+        try:
+            maps = Path(f"/proc/{pid}/maps").read_text()
+        except OSError:
+            continue
+        names.update(line.split("/dev/shm/", 1)[1].split(" ")[0] for line in maps.splitlines() if "/dev/shm/" in line)
     return names
 
 
@@ -126,8 +130,8 @@ def stale_shared_memory(grace_s: float = SHM_GRACE_S) -> list[Path]:
     mapped = mapped_shared_memory()
     now = time.time()
     stale = []
-    for path in SHARED_MEMORY.glob("*"):
-        if path.name.startswith(SHM_PREFIXES) and path.name not in mapped:
+    for path in regions():
+        if path.name not in mapped:
             try:
                 if now - path.stat().st_mtime > grace_s:
                     stale.append(path)
@@ -155,11 +159,18 @@ class Repository:
         self.timeout_s = timeout_s
 
     def ready(self, model: str = contract.ENSEMBLE) -> bool:
+        return self.status(model) is True
+
+    def status(self, model: str) -> bool | None:
+        """Whether Triton says the model is ready; None when it does not answer (busy, or restarting): a
+        server slow to answer is no reason to reload a model."""
         try:
             with urllib.request.urlopen(self.http_url + contract.ready_path(model), timeout=2) as response:
                 return response.status == 200
-        except OSError:
+        except urllib.error.HTTPError:  # Triton's answer for a model that is not ready: 400
             return False
+        except OSError:
+            return None
 
     def load(self, model: str) -> None:
         """Load the model (again: a loaded model is replaced by a fresh one); raises OSError if Triton refuses."""

@@ -342,7 +342,7 @@ class Healer:
                 return self._healed(self._attempt(child.name, functools.partial(self._restart, child)))
         live = self._live_instances()
         for model in self.MODELS:
-            if self._instances[model] - live[model] or not self.stack.repository().ready(model):
+            if self._instances[model] - live[model] or self.stack.repository().status(model) is False:
                 return self._healed(self._attempt(model, functools.partial(self._reload, model)))
         return None
 
@@ -381,6 +381,7 @@ class Healer:
         repository, triton = self.stack.repository(), self.stack.triton
         assert triton is not None
         print(f"[serve] {model} is down (a dead instance or engine); reloading it with the ensemble", flush=True)
+        started = time.monotonic()
         try:
             repository.unload(model)  # the ensemble with it: readiness says not ready until it is back
         except OSError as exc:  # already unloaded (the vLLM model unloads itself when its engine dies)
@@ -388,12 +389,17 @@ class Healer:
         self._kill(healing.orphan_engines(triton.process.pid, list(healing.processes())))
         self._wait_gone(model, triton.process.pid)
         healing.remove(healing.stale_shared_memory())
+        unloaded = time.monotonic()
         try:
             repository.load(model)
             repository.load(contract.ENSEMBLE)
         except OSError as exc:
             print(f"[serve] loading {model} failed: {exc}", flush=True)
             return False
+        print(
+            f"[serve] {model}: unloaded in {unloaded - started:.1f} s, loaded in {time.monotonic() - unloaded:.1f} s",
+            flush=True,
+        )
         return self.stack.wait_ready(triton, self.stack.args.ready_timeout_s, self.stopping)
 
     def _wait_gone(self, model: str, server_pid: int, timeout_s: float = 30.0) -> None:

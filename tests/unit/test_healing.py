@@ -109,8 +109,11 @@ def test_the_repository_api_reloads_a_model_and_unloads_its_dependents():
         repository.unload("vllm_model")
         repository.load("vllm_model")
         assert repository.ready() and not repository.ready("vllm_model")
+        assert repository.status("vllm_model") is False  # Triton said so
     finally:
         server.shutdown()
+        server.server_close()
+    assert repository.status("vllm_model") is None  # no answer: no reason to reload anything
     assert requests == [
         ("/v2/repository/models/vllm_model/unload", {"parameters": {"unload_dependents": True}}),
         ("/v2/repository/models/vllm_model/load", {}),
