@@ -10,6 +10,7 @@
 #   benchmarks/bench.sh preprocess [flags]            our preprocessing vs vLLM's processor: benchmarks/preprocess.py
 #   benchmarks/bench.sh batching [flags]              N requests at once vs one: benchmarks/batching.py
 #   benchmarks/bench.sh documents [flags]             a PDF through /v1/ocr vs the offline floor: benchmarks/documents.py
+#   benchmarks/bench.sh batch [flags]                 dsocr ocr on a 20-page corpus vs a page at a time: benchmarks/batch.py
 #   benchmarks/bench.sh host-cost [flags]             both stacks at once, host CPU per token and page: benchmarks/host_cost.py
 #   benchmarks/bench.sh soak --minutes N [flags]      the stack under mixed traffic for N minutes: benchmarks/soak.py
 #   benchmarks/bench.sh all                           all of them, one after another, with their defaults
@@ -19,7 +20,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PYTHON="$ROOT/.venv/bin/python"
 
-usage() { sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '2,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 [[ $# -ge 1 ]] || usage
 name="$1"; shift
 "$ROOT/scripts/setup.sh"
@@ -34,6 +35,7 @@ case "$name" in
   preprocess) bench preprocess "$@" ;;
   batching) bench batching "$@" ;;
   documents) bench documents "$@" ;;
+  batch) bench batch "$@" ;;
   host-cost) bench host_cost "$@" ;;
   soak) bench soak "$@" ;;
   all)
@@ -41,6 +43,7 @@ case "$name" in
     bench preprocess_instances
     bench batching
     bench documents
+    bench batch
     bench host_cost
     bench host_cost --workload page
     bench perf_analyzer

@@ -17,7 +17,9 @@ Shape: Triton pods (one GPU each) in a StatefulSet behind a headless Service,
 so that each pod has a stable name (dsocr-triton-0.dsocr-triton) and its own
 HF-cache volume that survives scaling down and up; the frontend, stateless, in
 a Deployment in front, given every Triton pod's gRPC address; an autoscaler on
-the requests waiting in the Triton pods.
+the requests waiting in the Triton pods. Apart, in batch/ (applied when a corpus is
+to be OCR'd, not with the service): an Indexed Job of `dsocr ocr` shards against
+the frontend, over a shared volume.
 """
 
 from __future__ import annotations
@@ -54,6 +56,8 @@ WAITING_SERIES = ("nv_inference_pending_request_count", "vllm:num_requests_waiti
 WAITING_METRIC = "dsocr_requests_waiting"
 # Where the frontend takes its Bearer key from, when the Secret exists.
 API_KEY_SECRET = ("dsocr-api-key", "api-key")
+# Where a batch shard's pod sees the corpus and writes its results (the shared volume's subpaths).
+BATCH_CORPUS, BATCH_RESULTS = "/corpus", "/results"
 
 
 @dataclass(frozen=True)
@@ -74,6 +78,12 @@ class Deployment:
     triton_memory_limit: str = "48Gi"
     frontend_requests: tuple[tuple[str, str], ...] = (("cpu", "1"), ("memory", "1Gi"))
     frontend_memory_limit: str = "4Gi"
+    # `dsocr ocr` over a corpus: this many shards at once, each a client of the frontend (no GPU).
+    batch_shards: int = 4
+    batch_retries_per_shard: int = 3
+    batch_volume_size: str = "100Gi"
+    batch_requests: tuple[tuple[str, str], ...] = (("cpu", "1"), ("memory", "2Gi"))
+    batch_memory_limit: str = "4Gi"
 
 
 @dataclass(frozen=True)
@@ -407,12 +417,85 @@ def pod_monitor(d: Deployment, s: Sources) -> dict:
     }
 
 
+def batch_volume_name(d: Deployment) -> str:
+    return f"{d.name}-batch"
+
+
+def batch_volume(d: Deployment, s: Sources) -> dict:
+    """The corpus (corpus/) and the shards' outputs (results/), shared by every shard's pod: ReadWriteMany."""
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": batch_volume_name(d), "labels": labels(d, "batch")},
+        "spec": {"accessModes": ["ReadWriteMany"], "resources": {"requests": {"storage": d.batch_volume_size}}},
+    }
+
+
+def batch_job(d: Deployment, s: Sources) -> dict:
+    """`dsocr ocr` in N shards against the frontend's Service, shard I writing results/shard-I/.
+
+    A pod that fails (a document that failed, a node lost) is started again up to
+    batch_retries_per_shard times: the rerun skips what its shard has done and retries what failed.
+    """
+    index = "$(JOB_COMPLETION_INDEX)"  # Kubernetes expands it in args from the container's env
+    secret, key = API_KEY_SECRET
+    command = [
+        "dsocr", "ocr", BATCH_CORPUS, "-o", f"{BATCH_RESULTS}/shard-{index}",
+        "--shard", f"{index}/{d.batch_shards}", "--url", f"http://{d.name}:{s.frontend_port}",
+        "--progress", "lines", "--progress-interval", "30",
+    ]  # fmt: skip
+    container = {
+        "name": "ocr",
+        "image": d.image,
+        "args": command,  # the image's ENTRYPOINT still runs first, as for the service's pods
+        "env": [
+            {
+                "name": "JOB_COMPLETION_INDEX",
+                "valueFrom": {
+                    "fieldRef": {"fieldPath": "metadata.annotations['batch.kubernetes.io/job-completion-index']"}
+                },
+            },
+            {"name": "DSOCR_API_KEY", "valueFrom": {"secretKeyRef": {"name": secret, "key": key, "optional": True}}},
+        ],
+        "resources": {"requests": dict(d.batch_requests), "limits": {"memory": d.batch_memory_limit}},
+        "volumeMounts": [
+            {"name": "batch", "mountPath": BATCH_CORPUS, "subPath": "corpus", "readOnly": True},
+            {"name": "batch", "mountPath": BATCH_RESULTS, "subPath": "results"},
+        ],
+    }
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": f"{d.name}-ocr", "labels": labels(d, "batch")},
+        "spec": {
+            "completionMode": "Indexed",
+            "completions": d.batch_shards,
+            "parallelism": d.batch_shards,
+            # Each shard its own retries: one shard's bad luck does not use up the others'.
+            "backoffLimitPerIndex": d.batch_retries_per_shard,
+            "template": {
+                "metadata": {"labels": labels(d, "batch")},
+                "spec": {
+                    "restartPolicy": "Never",
+                    # Ctrl-C's path: in-flight pages cancelled on the service, nothing half-written.
+                    "terminationGracePeriodSeconds": 60,
+                    "containers": [container],
+                    "volumes": [{"name": "batch", "persistentVolumeClaim": {"claimName": batch_volume_name(d)}}],
+                },
+            },
+        },
+    }
+
+
 FILES = {
     "k8s/triton.yaml": (triton_statefulset, triton_service),
     "k8s/frontend.yaml": (frontend_deployment, frontend_service),
     "k8s/autoscaler.yaml": (autoscaler,),
     "monitoring/prometheus-adapter-values.yaml": (adapter_values,),
     "monitoring/podmonitor.yaml": (pod_monitor,),
+    # Not in k8s/: `kubectl apply -f deploy/k8s/` deploys the service and must not start a batch.
+    "batch/volume.yaml": (batch_volume,),
+    "batch/ocr-job.yaml": (batch_job,),
 }
 
 
@@ -436,7 +519,7 @@ def render(d: Deployment, s: Sources | None = None) -> dict[str, str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--image", default=default_image(), help="image the pods run (default: %(default)s)")
-    parser.add_argument("--out", type=Path, default=OUT_DIR, help="folder for k8s/ and monitoring/")
+    parser.add_argument("--out", type=Path, default=OUT_DIR, help="folder for k8s/, monitoring/ and batch/")
     args = parser.parse_args(argv)
     for relative, text in render(Deployment(image=args.image)).items():
         target = args.out / relative

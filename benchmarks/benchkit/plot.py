@@ -67,6 +67,15 @@ def _batching(ax, data: dict) -> None:
     ax.grid(alpha=0.3)
 
 
+def _batch(ax, data: dict) -> None:
+    labels = {"dsocr_ocr": "dsocr ocr", "one_by_one": "a page at a time"}
+    runs = data["systems"]
+    ax.bar([labels[name] for name in runs], [run["pages_per_s"] for run in runs.values()], color=["C0", "C7"])
+    ax.set(title=f"A {data['settings']['pages']}-page corpus ({data['settings']['max_tokens']} tokens a page)",
+           ylabel="pages/s")  # fmt: skip
+    ax.grid(alpha=0.3, axis="y")
+
+
 def plot(results: dict[str, dict], device: str, path: Path) -> None:
     panels = []
     if "compare" in results:
@@ -79,6 +88,8 @@ def plot(results: dict[str, dict], device: str, path: Path) -> None:
         panels.append(lambda ax: _preprocess(ax, results["preprocess_instances"]))
     if "batching" in results:
         panels.append(lambda ax: _batching(ax, results["batching"]))
+    if "batch" in results:
+        panels.append(lambda ax: _batch(ax, results["batch"]))
     if not panels:
         return
     columns = min(3, len(panels))

@@ -426,6 +426,40 @@ def documents_markdown(data: dict) -> str:
     return "\n\n".join(lines)
 
 
+def batch_markdown(data: dict) -> str:
+    s, runs = data["settings"], data["systems"]
+    names = {"dsocr_ocr": "(a) `dsocr ocr` on the corpus", "one_by_one": "(b) one /v1/ocr request per page, in turn"}
+    rows = [
+        [
+            names[name],
+            f"{run['pages_per_s']:.2f}",
+            f"{run['seconds']:.1f}",
+            f"{run['wall_s']:.1f}" if "wall_s" in run else "–",
+            " / ".join(f"{p['pages_per_s']:.2f}" for p in run["passes"]),
+            str(run["completion_tokens"]),
+        ]
+        for name, run in runs.items()
+    ]
+    documents = ", ".join(f"a {pages}-page PDF" if pages else "an image" for pages in s["corpus"])
+    concurrency = s.get("concurrency") or "its default"
+    tiles = f" (at most {s['max_crops']} tiles)" if s["resolution_mode"] == "gundam" else ""
+    lines = [
+        conditions_line(data),
+        f"Model `{s['model']}`; a corpus of {s['pages']} text pages of {s['page_points'][0]:g} x "
+        f"{s['page_points'][1]:g} pt in {len(s['corpus'])} documents ({documents}), {s['resolution_mode']} "
+        f"mode{tiles}, DeepSeek's document prompt, {s['max_tokens']} output tokens a page at most; "
+        f"`dsocr ocr` at concurrency {concurrency}; best of {s['passes']} passes, the second in the reverse order. "
+        "(a)'s seconds are the run's own (its summary.json), its wall time includes starting the command.",
+        table(["", "pages/s", "s", "wall s", "pages/s by pass", "output tokens"], rows),
+    ]
+    if "dsocr_ocr" in runs and "one_by_one" in runs:
+        lines.append(
+            "`dsocr ocr` against the same pages one at a time: "
+            f"{runs['dsocr_ocr']['pages_per_s'] / runs['one_by_one']['pages_per_s']:.2f}x."
+        )
+    return "\n\n".join(lines)
+
+
 def preprocess_speed_markdown(data: dict) -> str:
     s, counts, seconds = data["settings"], data["counts"], data["seconds"]
     sides = list(seconds)
@@ -517,6 +551,7 @@ RENDERERS = {
     "batching": batching_markdown,
     "preprocess": preprocess_speed_markdown,
     "documents": documents_markdown,
+    "batch": batch_markdown,
     "host_cost_long": host_cost_markdown,
     "host_cost_page": host_cost_markdown,
     "soak": soak_markdown,

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from benchmarks import batch as bench_batch
 from benchmarks import batching as bench_batching
 from benchmarks import compare as bench_compare
 from benchmarks import documents as bench_documents
@@ -233,3 +234,15 @@ def test_soak_records_memory_outcomes_and_latency_of_a_running_stack(service, tm
     assert data["verdict"]["good_5xx"] == 0
     assert (tmp_path / "results" / "soak-cpu.png").stat().st_size > 0
     assert "<!-- BEGIN soak-cpu -->" in (tmp_path / "BENCHMARKS.md").read_text()
+
+
+def test_batch_benchmark_runs_dsocr_ocr_and_a_page_at_a_time_on_one_corpus(service, tmp_path):
+    args = ["--device", "cpu", "--url", service.base_url, "--corpus", "2", "0", "--max-tokens", "2"]
+    args += ["--resolution-mode", "tiny", "--passes", "1", *outputs(tmp_path)]
+    data = bench_batch.main(args)
+    assert data["settings"]["pages"] == 3
+    runs = data["systems"]
+    assert set(runs) == {"dsocr_ocr", "one_by_one"}
+    assert all(run["pages"] == 3 and run["pages_per_s"] > 0 for run in runs.values())
+    assert runs["dsocr_ocr"]["wall_s"] >= runs["dsocr_ocr"]["seconds"]  # the command's start on top of its run
+    assert "<!-- BEGIN batch-cpu -->" in (tmp_path / "BENCHMARKS.md").read_text()

@@ -46,7 +46,7 @@ def mebibytes(quantity: str) -> float:
 def test_checked_in_files_equal_a_fresh_render():
     on_disk = {
         str(path.relative_to(DEPLOY)): path.read_text()
-        for folder in ("k8s", "monitoring")
+        for folder in ("k8s", "monitoring", "batch")
         for path in (DEPLOY / folder).glob("*.yaml")
     }
     assert on_disk == RENDERED, "run: python deploy/render_k8s.py"
@@ -153,3 +153,60 @@ def test_autoscaler_metric_is_the_adapter_rule_on_tritons_metrics():
     (monitor,) = documents("monitoring/podmonitor.yaml")
     assert monitor["spec"]["selector"]["matchLabels"] == statefulset["spec"]["selector"]["matchLabels"]
     assert monitor["spec"]["podMetricsEndpoints"][0]["port"] == "metrics"
+
+
+# --- the batch Job: `dsocr ocr` in shards ----------------------------------------------------------
+
+
+def batch_documents() -> list[dict]:
+    return [doc for path in sorted((DEPLOY / "batch").glob("*.yaml")) for doc in documents(path.relative_to(DEPLOY))]
+
+
+@pytest.mark.parametrize("kubernetes_version", ["1.30", "1.37"])
+def test_the_batch_manifests_validate_against_the_kubernetes_schemas_offline(kubernetes_version, no_network):
+    import kubernetes_validate
+
+    resources = batch_documents()
+    assert sorted(doc["kind"] for doc in resources) == ["Job", "PersistentVolumeClaim"]
+    for resource in resources:
+        kubernetes_validate.validate(resource, kubernetes_version, strict=True)
+
+
+def test_the_batch_job_runs_one_shard_per_index_against_the_frontend_service():
+    (job,) = [doc for doc in batch_documents() if doc["kind"] == "Job"]
+    (claim,) = [doc for doc in batch_documents() if doc["kind"] == "PersistentVolumeClaim"]
+    spec = job["spec"]
+    shards = spec["completions"]
+    assert spec["completionMode"] == "Indexed" and spec["parallelism"] == shards > 1
+    pod = spec["template"]["spec"]
+    assert pod["restartPolicy"] == "Never"  # backoffLimitPerIndex's requirement
+    ocr = container(job)
+    assert "command" not in ocr  # the image's entrypoint runs first
+    args = ocr["args"]
+    assert args[:3] == ["dsocr", "ocr", "/corpus"]
+    index = "$(JOB_COMPLETION_INDEX)"
+    assert args[args.index("--shard") + 1] == f"{index}/{shards}"
+    assert args[args.index("-o") + 1] == f"/results/shard-{index}"  # each shard its own output prefix
+    frontend_service = next(doc for doc in documents("k8s/frontend.yaml") if doc["kind"] == "Service")
+    port = frontend_service["spec"]["ports"][0]["port"]
+    assert args[args.index("--url") + 1] == f"http://{frontend_service['metadata']['name']}:{port}"
+    # $(VAR) in args expands only from the container's own env.
+    env = {e["name"]: e["valueFrom"] for e in ocr["env"]}
+    assert env["JOB_COMPLETION_INDEX"]["fieldRef"]["fieldPath"].endswith("['batch.kubernetes.io/job-completion-index']")
+    assert env["DSOCR_API_KEY"] == container(by_kind("Deployment"))["env"][-1]["valueFrom"]  # the frontend's Secret
+    mounts = {m["mountPath"]: m for m in ocr["volumeMounts"]}
+    assert mounts["/corpus"]["readOnly"] and mounts["/corpus"]["subPath"] == "corpus"
+    assert mounts["/results"]["subPath"] == "results"
+    assert pod["volumes"] == [{"name": "batch", "persistentVolumeClaim": {"claimName": claim["metadata"]["name"]}}]
+    assert claim["spec"]["accessModes"] == ["ReadWriteMany"]  # every shard's pod mounts it, on any node
+    assert "nvidia.com/gpu" not in ocr["resources"]["limits"]  # a client: the GPUs are the service's
+
+
+def test_the_shard_arguments_are_what_dsocr_ocr_accepts():
+    from dsocr.cli import parser
+
+    (job,) = [doc for doc in batch_documents() if doc["kind"] == "Job"]
+    args = [arg.replace("$(JOB_COMPLETION_INDEX)", "3") for arg in container(job)["args"]]
+    parsed = parser().parse_args(args[1:])
+    assert (parsed.shard.index, parsed.shard.count) == (3, job["spec"]["completions"])
+    assert parsed.output_dir == Path("/results/shard-3") and parsed.url == "http://dsocr:8080"
