@@ -60,6 +60,16 @@ class Process:
     def is_stub(self) -> bool:
         return bool(self.argv) and self.argv[0].endswith(STUB)
 
+    # A stub's command line: stub, <repository>/<model>/1/model.py, its shared-memory region, sizes,
+    # the server's pid, the backend's directory, ..., its instance's name ("preprocess_0_2").
+    @property
+    def region(self) -> str:
+        return self.argv[2]
+
+    @property
+    def instance(self) -> str:
+        return self.argv[8]
+
 
 def processes() -> Iterator[Process]:
     for entry in Path("/proc").iterdir():
@@ -80,16 +90,19 @@ def _read(entry: Path) -> Process | None:
     return Process(int(entry.name), int(rest[1]), int(rest[2]), rest[0], argv, name)
 
 
-def live_instances(server_pid: int, model: str, table: list[Process]) -> list[str]:
-    """Names of the model's instances whose stub is a live child of the server ("preprocess_0_2", ...)."""
+def model_stubs(server_pid: int, model: str, table: list[Process]) -> list[Process]:
+    """The model's stubs that are live children of the server."""
     found = []
     for process in table:
-        argv = process.argv
-        # stub, <repository>/<model>/1/model.py, region, sizes, parent pid, backend dir, ..., instance name
-        ours = process.parent == server_pid and process.alive and process.is_stub and len(argv) > 8
-        if ours and Path(argv[1]).parent.parent.name == model:
-            found.append(argv[8])
+        ours = process.parent == server_pid and process.alive and process.is_stub and len(process.argv) > 8
+        if ours and Path(process.argv[1]).parent.parent.name == model:
+            found.append(process)
     return found
+
+
+def live_instances(server_pid: int, model: str, table: list[Process]) -> dict[str, str]:
+    """The model's instances whose stub is a live child of the server: {instance name: its region}."""
+    return {stub.instance: stub.region for stub in model_stubs(server_pid, model, table)}
 
 
 def orphan_engines(group: int, table: list[Process]) -> list[int]:

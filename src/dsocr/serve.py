@@ -68,6 +68,8 @@ TRITON_FLAGS = (*PYTHON_BACKEND_SHM, *MODEL_CONTROL, f"--exit-timeout-secs={TRIT
 # often on a loaded machine. Nothing has been served then, so it is started
 # again; a server that fails any other way, or every time, is not.
 TRITON_START_ATTEMPTS = 3
+# A model being reloaded: how long its live instances get to finish their requests before they are stopped.
+UNLOAD_GRACE_S = 10.0
 
 
 def detect_device() -> str:
@@ -329,11 +331,12 @@ class Healer:
         self._budgets: dict[str, healing.Budget] = {}
         self._instances = self._live_instances()  # what serves now: an instance gone from it died
 
-    def _live_instances(self) -> dict[str, set[str]]:
+    def _live_instances(self) -> dict[str, dict[str, str]]:
+        """{model: {instance: its shared-memory region}}."""
         assert self.stack.triton is not None  # watched only once started
         table = list(healing.processes())
         pid = self.stack.triton.process.pid
-        return {model: set(healing.live_instances(pid, model, table)) for model in self.MODELS}
+        return {model: healing.live_instances(pid, model, table) for model in self.MODELS}
 
     def check(self) -> int | None:
         for child in self.stack.children:
@@ -342,8 +345,9 @@ class Healer:
                 return self._healed(self._attempt(child.name, functools.partial(self._restart, child)))
         live = self._live_instances()
         for model in self.MODELS:
-            if self._instances[model] - live[model] or self.stack.repository().status(model) is False:
-                return self._healed(self._attempt(model, functools.partial(self._reload, model)))
+            dead = {region for name, region in self._instances[model].items() if name not in live[model]}
+            if dead or self.stack.repository().status(model) is False:
+                return self._healed(self._attempt(model, functools.partial(self._reload, model, dead)))
         return None
 
     def _healed(self, outcome: int | None) -> int | None:
@@ -369,15 +373,18 @@ class Healer:
         print(f"[serve] {part} healed in {time.monotonic() - started:.1f} s", flush=True)
         return None
 
-    def _restart(self, child: Child) -> bool:
+    def _restart(self, child: Child, grace_s: float | None = None) -> bool:
         """A dead child started again; the frontend goes on while tritonserver restarts (its requests get 503s)."""
-        child.stop(self.stack.args.stop_grace_s)  # what is left of its process group: stubs, engine
+        # What is left of its process group (stubs, engine) stops with it.
+        child.stop(self.stack.args.stop_grace_s if grace_s is None else grace_s)
         if child is self.stack.frontend:
             return self.stack.wait_ready(self.stack.start_frontend(), 60, self.stopping)
         healing.remove(healing.stale_shared_memory(grace_s=1.0))  # the dead server's regions
         return self.stack.start_triton(self.stopping)
 
-    def _reload(self, model: str) -> bool:
+    def _reload(self, model: str, dead_regions: set[str]) -> bool:
+        """The model unloaded with the ensemble and loaded again, in place; the whole server restarted where
+        Triton cannot let go of a dead instance."""
         repository, triton = self.stack.repository(), self.stack.triton
         assert triton is not None
         print(f"[serve] {model} is down (a dead instance or engine); reloading it with the ensemble", flush=True)
@@ -386,8 +393,19 @@ class Healer:
             repository.unload(model)  # the ensemble with it: readiness says not ready until it is back
         except OSError as exc:  # already unloaded (the vLLM model unloads itself when its engine dies)
             print(f"[serve] unloading {model}: {exc}", flush=True)
-        self._kill(healing.orphan_engines(triton.process.pid, list(healing.processes())))
-        self._wait_gone(model, triton.process.pid)
+        server = triton.process.pid
+        self._wait_gone(model, server, UNLOAD_GRACE_S)  # its live instances finish what they hold
+        # Triton 2.51 can wait for ever to unload a model one of whose stubs died (the server's exit
+        # then times out too): what is left of the model is stopped here.
+        table = list(healing.processes())
+        self._kill([stub.pid for stub in healing.model_stubs(server, model, table)])
+        self._kill(healing.orphan_engines(server, table))
+        self._wait_gone(model, server)
+        if self._held(dead_regions, server):
+            # Triton 2.51 never finishes tearing down an instance whose stub died in the middle of a request
+            # (it waits on the dead stub): its memory stays mapped and the server's own exit would time out.
+            print(f"[serve] tritonserver cannot let go of the dead {model} instance; restarting it", flush=True)
+            return self._restart(triton, grace_s=0)
         healing.remove(healing.stale_shared_memory())
         unloaded = time.monotonic()
         try:
@@ -406,6 +424,16 @@ class Healer:
         deadline = time.monotonic() + timeout_s
         while healing.live_instances(server_pid, model, list(healing.processes())) and time.monotonic() < deadline:
             time.sleep(0.2)
+
+    @staticmethod
+    def _held(regions: set[str], server_pid: int, timeout_s: float = 5.0) -> bool:
+        """Whether the server still maps the regions of dead instances once their model is unloaded."""
+        deadline = time.monotonic() + timeout_s
+        while regions & healing.mapped_shared_memory([server_pid]):
+            if time.monotonic() > deadline:
+                return True
+            time.sleep(0.5)
+        return False
 
     @staticmethod
     def _kill(pids: list[int]) -> None:

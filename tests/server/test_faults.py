@@ -37,8 +37,10 @@ from tests.helpers import (
     wait_until,
 )
 
-# On this CPU: a preprocess instance is back in seconds, a vLLM engine in about a minute.
-HEALED_WITHIN_S = {"preprocess": 60, "engine": 240, "tritonserver": 300, "frontend": 60}
+# On this CPU: a preprocess instance reloaded in place is back in seconds, a vLLM engine in about a minute,
+# a whole server (where Triton cannot let go of a stub that died mid-request) in a few.
+HEALED_WITHIN_S = {"preprocess": 300, "engine": 300, "tritonserver": 300, "frontend": 60}
+SERVER_RESTARTED = "tritonserver cannot let go"
 FRONTEND = {**FRONTEND_ENV, "MODEL": str(paths.tiny_model_dir("ocr"))}
 
 
@@ -140,6 +142,7 @@ def stub_pid(server: Service, instance_prefix: str) -> int:
 def inject(cluster: Cluster, server: Service, pid: int, readiness_urls: list[str], part: str) -> None:
     """Kill `pid` under load through the shared frontend; what the clients saw, and how long it took to heal."""
     baseline = Baseline.of(server)
+    restarts = server.log_path.read_text(errors="replace").count(SERVER_RESTARTED)
     with Load(cluster.shared) as load, Readiness(readiness_urls) as readiness:
         wait_for(lambda: load.served_since(0) >= 2, 120, "the load is being served")
         killed = time.monotonic()
@@ -151,7 +154,8 @@ def inject(cluster: Cluster, server: Service, pid: int, readiness_urls: list[str
     wait_until(lambda: Baseline.of(server) == baseline, 60)
     assert Baseline.of(server) == baseline, "the server's processes and shared memory as before"
     assert not healing.stale_shared_memory(), "shared memory that no process maps"
-    figures = {"part": part, "ready_again_s": healed - killed, **counts(load.outcomes)}
+    restarted = server.log_path.read_text(errors="replace").count(SERVER_RESTARTED) > restarts
+    figures = {"part": part, "ready_again_s": healed - killed, "server_restarted": restarted, **counts(load.outcomes)}
     print(f"\n[fault] {figures}")
     assert_only_200_or_503_with_retry_after(load.outcomes)
 

@@ -21,7 +21,7 @@ SERVER = 100
 
 def stub(pid: int, model: str, instance: str, parent: int = SERVER) -> Process:
     # As Triton 2.51 starts a stub: stub, model.py, region, sizes, parent pid, backend dir, ..., instance name.
-    argv = ("/x/triton_python_backend_stub", f"/repo/{model}/1/model.py", "triton_python_backend_shm_region_1",
+    argv = ("/x/triton_python_backend_stub", f"/repo/{model}/1/model.py", f"triton_python_backend_shm_region_{pid}",
             "50331648", "16777216", str(parent), "/x", "336", instance, "DEFAULT")  # fmt: skip
     return Process(pid, parent, SERVER, "S", argv, "triton_python_b")
 
@@ -39,8 +39,13 @@ def test_live_instances_are_the_models_stubs_under_the_server():
         stub(4, "preprocess", "preprocess_0_0", parent=999),  # another server's
         Process(5, SERVER, SERVER, "Z", stub(5, "preprocess", "preprocess_0_2").argv, "triton_python_b"),  # dead
     ]
-    assert sorted(healing.live_instances(SERVER, "preprocess", table)) == ["preprocess_0_0", "preprocess_0_1"]
-    assert healing.live_instances(SERVER, "vllm_model", table) == ["vllm_model_0_0"]
+    assert healing.live_instances(SERVER, "preprocess", table) == {
+        "preprocess_0_0": "triton_python_backend_shm_region_1",
+        "preprocess_0_1": "triton_python_backend_shm_region_2",
+    }
+    assert healing.live_instances(SERVER, "vllm_model", table) == {
+        "vllm_model_0_0": "triton_python_backend_shm_region_3"
+    }
 
 
 def test_an_engine_whose_stub_is_gone_is_an_orphan():
