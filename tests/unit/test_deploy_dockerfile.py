@@ -114,4 +114,4 @@ def test_readme_commands_match_the_image():
     shm = re.search(r"--shm-size=(\d+)([mg])", run)
     assert int(shm.group(1)) * (1024 if shm.group(2) == "g" else 1) >= 512
     assert re.search(r"kubectl apply -n \S+ -f deploy/k8s/", readme)
-    assert "scripts/render_k8s.py --image" in readme
+    assert "deploy/render_k8s.py --image" in readme
