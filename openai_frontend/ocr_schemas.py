@@ -115,6 +115,7 @@ class OCRRequest(RequestModel):
             "max_tokens": self.max_tokens or default_max_tokens,
             "resolution_mode": self.resolution_mode,
             "max_crops": self.max_crops,
+            "stream": False,  # a page's text is answered whole
         }
         return {key: value for key, value in settings.items() if value is not None}
 

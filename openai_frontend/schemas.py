@@ -138,6 +138,7 @@ class ChatCompletionRequest(RequestModel):
             "ignore_eos": self.ignore_eos,
             "ngram_size": self.ngram_size,
             "window_size": self.window_size,
+            "stream": bool(self.stream),
             "resolution_mode": self.resolution_mode,
             "max_crops": self.max_crops,
         }

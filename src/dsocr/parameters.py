@@ -85,6 +85,9 @@ class GenerationParameters:
     ignore_eos: bool = False
     ngram_size: int = DEFAULT_NGRAM_SIZE
     window_size: int = DEFAULT_WINDOW_SIZE
+    # False: the client takes the text whole, so the engine sends the first output and the last only,
+    # not a response per token (the host's cost of a long answer then does not grow with its length).
+    stream: bool = True
 
 
 @dataclass(frozen=True)
@@ -132,6 +135,7 @@ _GENERATION: dict[str, Callable[[object], Any]] = {
     "ignore_eos": _flag("ignore_eos"),
     "ngram_size": _bounded("ngram_size"),
     "window_size": _bounded("window_size"),
+    "stream": _flag("stream"),
 }
 _PREPROCESSING: dict[str, Callable[[object], Any]] = {
     "resolution_mode": _mode,

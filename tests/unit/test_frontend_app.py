@@ -151,7 +151,7 @@ def test_non_streaming_completion_passes_the_models_usage_and_finish_reason(engi
     ((image, prompt, parameters),) = engine.requests
     assert image == IMAGE  # decoded from the data URL, never sent as base64
     assert prompt == "<image>\nFree OCR."
-    assert parameters == {"max_tokens": 2, "temperature": 0}
+    assert parameters == {"max_tokens": 2, "temperature": 0, "stream": False}  # the text whole: no deltas
 
 
 def test_stream_framing_role_first_finish_last_usage_then_done(engine, base_url):
@@ -176,6 +176,7 @@ def test_stream_framing_role_first_finish_last_usage_then_done(engine, base_url)
         "total_tokens": PROMPT_TOKENS + 3,
     }
     assert len({c["id"] for c in chunks}) == 1 and all(c["object"] == "chat.completion.chunk" for c in chunks)
+    assert engine.requests[0][2]["stream"] is True  # the model streams its deltas
 
 
 def test_stream_without_include_usage_has_no_usage(engine, client):

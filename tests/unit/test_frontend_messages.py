@@ -143,4 +143,10 @@ def test_parameters_carry_only_what_was_set_under_the_ensembles_names():
         resolution_mode="small",
         ignore_eos=True,
     )
-    assert body.parameters() == {"max_tokens": 7, "temperature": 0, "resolution_mode": "small", "ignore_eos": True}
+    assert body.parameters() == {
+        "max_tokens": 7,
+        "temperature": 0,
+        "resolution_mode": "small",
+        "ignore_eos": True,
+        "stream": False,
+    }

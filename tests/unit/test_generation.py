@@ -6,7 +6,13 @@ import pytest
 from vllm.sampling_params import RequestOutputKind
 
 from dsocr.parameters import GenerationParameters
-from dsocr.triton.generation import CompletionCounter, GenerationFailed, finish_reason, sampling_params
+from dsocr.triton.generation import (
+    UNSTREAMED_INTERVAL,
+    CompletionCounter,
+    GenerationFailed,
+    finish_reason,
+    sampling_params,
+)
 
 WHITELIST = (128, 129)
 
@@ -28,6 +34,12 @@ def test_every_setting_reaches_the_sampling_parameters():
     assert params.stop == ["END", "</doc>"] and params.skip_special_tokens and params.ignore_eos
     assert params.extra_args == {"ngram_size": 20, "window_size": 50, "whitelist_token_ids": [128, 129]}
     assert params.output_kind == RequestOutputKind.DELTA  # the model streams deltas
+    assert params.stream_interval is None  # every step's, at the engine's interval
+
+
+def test_a_request_not_streamed_to_its_client_gets_its_first_and_last_outputs_only():
+    params = sampling_params(GenerationParameters(stream=False), WHITELIST)
+    assert params.output_kind == RequestOutputKind.DELTA and params.stream_interval == UNSTREAMED_INTERVAL
 
 
 def test_defaults_are_greedy_keep_special_tokens_and_apply_deepseeks_ngram_rule():

@@ -29,11 +29,13 @@ def test_known_settings_and_nulls():
             "skip_special_tokens": True,
             "ignore_eos": True,
             "ngram_size": 0,
+            "stream": False,
             "resolution_mode": "small",
             "max_crops": None,
         }
     )
     assert settings.generation.max_tokens == 10 and settings.generation.stop == ("END",)
+    assert settings.generation.stream is False and RequestParameters().generation.stream is True
     assert settings.generation.ngram_size == 0 and settings.resolution_mode == "small"
     assert parse({"max_tokens": None, "seed": None}) == RequestParameters()
 
@@ -52,6 +54,7 @@ def test_known_settings_and_nulls():
         ({"window_size": 2**20}, "window_size"),
         ({"stop": ["", "x"]}, "stop"),
         ({"ignore_eos": "yes"}, "ignore_eos"),
+        ({"stream": 0}, "stream"),
         ({"resolution_mode": "huge"}, "resolution_mode"),
         ({"max_crops": 12}, "max_crops"),
         ({"tempreature": 1}, "tempreature"),

@@ -18,8 +18,14 @@ def ngram_whitelist(tokenizer: Any) -> tuple[int, ...]:
     return tuple(tokenizer.convert_tokens_to_ids(token) for token in NGRAM_WHITELIST_TOKENS)
 
 
+# vLLM's per-request stream interval for a request not streamed to its client: no output between the
+# first and the last, which vLLM always sends at once.
+UNSTREAMED_INTERVAL = 2**31 - 1
+
+
 def sampling_params(parameters: GenerationParameters, whitelist: tuple[int, ...]) -> SamplingParams:
-    """Greedy by default, deltas streamed, special tokens kept (grounding tags).
+    """Greedy by default, deltas streamed (only the first and the last for a request not streamed to its
+    client), special tokens kept (grounding tags).
 
     max_tokens unset is all the context the prompt leaves, and a larger one
     ends at the context's end with "length": vLLM counts the prompt (its
@@ -42,6 +48,7 @@ def sampling_params(parameters: GenerationParameters, whitelist: tuple[int, ...]
         ignore_eos=parameters.ignore_eos,
         extra_args=extra_args,
         output_kind=RequestOutputKind.DELTA,
+        stream_interval=None if parameters.stream else UNSTREAMED_INTERVAL,
     )
 
 
