@@ -28,6 +28,7 @@ ENV_OVERRIDES = {
     "GPU_MEMORY_UTILIZATION": ("gpu_memory_utilization", float),
     "MAX_MODEL_LEN": ("max_model_len", int),
     "TENSOR_PARALLEL_SIZE": ("tensor_parallel_size", int),
+    "STREAM_INTERVAL": ("stream_interval", int),
 }
 
 

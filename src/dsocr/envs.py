@@ -28,6 +28,12 @@ _DECLARED = [
     EnvVar("GPU_MEMORY_UTILIZATION", None, "fraction of accelerator memory vLLM may use (CPU: of host memory)"),
     EnvVar("MAX_MODEL_LEN", None, "context length in tokens, prompt + output (engine.json: 8192)"),
     EnvVar("TENSOR_PARALLEL_SIZE", None, "GPUs one engine spans"),
+    EnvVar(
+        "STREAM_INTERVAL",
+        None,
+        "output tokens the engine gathers into one streamed response (the first and the last go at once; "
+        "engine.json's stream_interval)",
+    ),
     # Input limits (preprocess model; the frontend checks bytes early too)
     EnvVar("DSOCR_MAX_IMAGE_BYTES", str(DEFAULT_MAX_BYTES), "largest encoded image accepted, in bytes"),
     EnvVar(

@@ -3,16 +3,15 @@ import json
 import pytest
 
 from dsocr import envs
-from dsocr.engine_config import EngineConfigError, load_engine_args
+from dsocr.engine_config import ENV_OVERRIDES, EngineConfigError, load_engine_args
 from dsocr.paths import MODEL_REPOSITORY
 
 SHIPPED = MODEL_REPOSITORY / "vllm_model" / "1" / "engine.json"
-OVERRIDES = ("MODEL", "GPU_MEMORY_UTILIZATION", "MAX_MODEL_LEN", "TENSOR_PARALLEL_SIZE")
 
 
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch):
-    for name in OVERRIDES:
+    for name in ENV_OVERRIDES:
         monkeypatch.delenv(name, raising=False)
 
 
@@ -36,6 +35,7 @@ def test_environment_overrides_the_file(monkeypatch):
     monkeypatch.setenv("GPU_MEMORY_UTILIZATION", "0.5")
     monkeypatch.setenv("MAX_MODEL_LEN", "4096")
     monkeypatch.setenv("TENSOR_PARALLEL_SIZE", "2")
+    monkeypatch.setenv("STREAM_INTERVAL", "4")
     args = load_engine_args(SHIPPED)
     assert (args["model"], args["gpu_memory_utilization"], args["max_model_len"], args["tensor_parallel_size"]) == (
         "/models/ocr2",
@@ -43,6 +43,7 @@ def test_environment_overrides_the_file(monkeypatch):
         4096,
         2,
     )
+    assert args["stream_interval"] == 4
 
 
 def test_bad_override_names_the_variable(monkeypatch):
@@ -59,4 +60,4 @@ def test_missing_model_is_refused(tmp_path):
 
 
 def test_every_override_is_declared():
-    assert set(OVERRIDES) <= set(envs.DECLARED)
+    assert set(ENV_OVERRIDES) <= set(envs.DECLARED)
