@@ -28,6 +28,7 @@ from tests.helpers import (
     FRONTEND_ENV,
     Frontend,
     Load,
+    OpenAIEndpoint,
     Outcome,
     Service,
     ocr,
@@ -139,11 +140,19 @@ def stub_pid(server: Service, instance_prefix: str) -> int:
     return pid_of(server, f"{instance_prefix} stub", matches)
 
 
-def inject(cluster: Cluster, server: Service, pid: int, readiness_urls: list[str], part: str) -> None:
-    """Kill `pid` under load through the shared frontend; what the clients saw, and how long it took to heal."""
+def inject(
+    cluster: Cluster,
+    server: Service,
+    pid: int,
+    readiness_urls: list[str],
+    part: str,
+    through: OpenAIEndpoint | None = None,
+) -> dict:
+    """Kill `pid` under load (through the shared frontend, unless `through` another); what the clients saw, and
+    how long it took to heal."""
     baseline = Baseline.of(server)
     restarts = server.log_path.read_text(errors="replace").count(SERVER_RESTARTED)
-    with Load(cluster.shared) as load, Readiness(readiness_urls) as readiness:
+    with Load(through or cluster.shared) as load, Readiness(readiness_urls) as readiness:
         wait_for(lambda: load.served_since(0) >= 2, 120, "the load is being served")
         killed = time.monotonic()
         os.kill(pid, signal.SIGKILL)
@@ -158,6 +167,7 @@ def inject(cluster: Cluster, server: Service, pid: int, readiness_urls: list[str
     figures = {"part": part, "ready_again_s": healed - killed, "server_restarted": restarted, **counts(load.outcomes)}
     print(f"\n[fault] {figures}")
     assert_only_200_or_503_with_retry_after(load.outcomes)
+    return figures
 
 
 def counts(outcomes: list[Outcome]) -> dict:
@@ -185,7 +195,10 @@ def test_a_killed_vllm_model_stub_is_reloaded_with_its_engine(cluster):
 
 def test_a_killed_engine_core_is_reloaded(cluster):
     urls = [cluster.a.triton_http_url + "/v2/models/deepseek_ocr/ready", cluster.a.base_url + "/health/ready"]
-    inject(cluster, cluster.a, pid_of(cluster.a, "EngineCore", lambda p: "EngineCor" in p.name), urls, "engine")
+    # Through server a's own frontend, with no other server to send requests to: 503s while it heals.
+    engine = pid_of(cluster.a, "EngineCore", lambda p: "EngineCor" in p.name)
+    figures = inject(cluster, cluster.a, engine, urls, "engine", through=cluster.a)
+    assert figures["503"] > 0
 
 
 def test_a_killed_tritonserver_is_restarted_while_the_other_server_serves(cluster):

@@ -21,6 +21,7 @@ def test_shipped_file_has_deepseek_serving_defaults():
     assert args["max_model_len"] == 8192
     assert args["enable_prefix_caching"] is False
     assert args["mm_processor_cache_gb"] == 0
+    assert args["stream_interval"] == 8  # streamed responses of 8 tokens: the host's cost per token
 
 
 def test_cpu_section_applies_only_on_cpu():
