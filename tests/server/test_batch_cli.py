@@ -19,6 +19,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pypdfium2 as pdfium
 import pytest
 from PIL import Image
@@ -185,6 +186,47 @@ def test_a_rerun_skips_what_is_done_redoes_a_changed_file_and_retries_failures(s
         assert (round(width), round(height)) == (180 * 72 // 144, 140 * 72 // 144)
     finally:
         pdf.close()
+
+
+def heavy_pdf(pages: int) -> bytes:
+    """Pages of 100x100 points, each a 1000x1000 noise JPEG of about 0.76 MB: heavy to send, light to render
+    (200x200 pixels at the service's 144 DPI)."""
+    rng = np.random.default_rng(0)
+    images = [Image.fromarray(rng.integers(0, 256, (1000, 1000, 3), dtype=np.uint8)) for _ in range(pages)]
+    buffer = io.BytesIO()
+    images[0].save(buffer, "PDF", save_all=True, append_images=images[1:], resolution=720, quality=85)
+    return buffer.getvalue()
+
+
+def test_a_pdf_sent_a_page_a_request_gives_what_one_request_gives_each_request_carrying_only_its_page(
+    service, mixed, tmp_path
+):
+    corpus, mixed_out, _, _ = mixed  # reports/three.pdf went as two requests there (--pages-per-request 2)
+    pdfs = tmp_path / "pdfs"
+    write(pdfs / "three.pdf", (corpus / "reports" / "three.pdf").read_bytes())
+    # Over the test service's DSOCR_MAX_DOCUMENT_BYTES (2 MB); each of its pages far under it.
+    heavy = write(pdfs / "heavy.pdf", heavy_pdf(3))
+    assert heavy.stat().st_size > 2_000_000
+    outs = {per_request: tmp_path / f"out-{per_request}" for per_request in (1, 8)}
+    runs = {
+        per_request: dsocr(service, "ocr", str(pdfs), "-o", str(out), *CHEAP, "--pages-per-request", str(per_request),
+                           "--progress", "none")
+        for per_request, out in outs.items()
+    }  # fmt: skip
+
+    # A page a request, and the three pages in one request (the whole file), and in two: the same document.
+    assert runs[1].returncode == 0, runs[1].stderr
+    markdown = {(out / "three.md").read_text() for out in (*outs.values(), mixed_out / "reports")}
+    assert len(markdown) == 1 and markdown.pop().count(PAGE_SPLIT) == 2
+    pages = [[(page["index"], page["dimensions"], page["markdown"]) for page in records(out)["three"]["pages"]]
+             for out in outs.values()]  # fmt: skip
+    assert pages[0] == pages[1] and [index for index, _, _ in pages[0]] == [0, 1, 2]
+
+    # Each request carried a one-page PDF, under the byte limit the whole file is over.
+    assert [page["index"] for page in records(outs[1])["heavy"]["pages"]] == [0, 1, 2]
+    assert runs[8].returncode == 1
+    [refused] = [json.loads(line) for line in (outs[8] / "errors.jsonl").read_text().splitlines()]
+    assert (Path(refused["path"]).name, refused["code"]) == ("heavy.pdf", "document_too_large"), refused
 
 
 # --- killed part way, then run again -------------------------------------------------------------

@@ -1,5 +1,5 @@
 """The `dsocr` command without a server: its subcommands and help, usage errors, how a signal stops a run,
-the progress it prints without a terminal, the layout pictures it draws."""
+its renderer's workers dying with it, the progress it prints without a terminal, the layout pictures it draws."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import pypdfium2 as pdfium
 import pytest
@@ -18,6 +19,7 @@ from PIL import Image
 from dsocr import cli
 from dsocr.batch import layout
 from dsocr.batch.progress import Progress, Tally, summary_table
+from tests.helpers import wait_until
 
 
 def dsocr(*args: str) -> subprocess.CompletedProcess[str]:
@@ -72,6 +74,44 @@ def test_a_signal_cancels_the_session_which_cleans_up_and_the_status_says_which(
     assert cli._exit_status(Tally(failed=1), signal.SIGINT) == 130
     assert cli._exit_status(Tally(failed=1), None) == 1
     assert cli._exit_status(Tally(), None) == 0
+
+
+# A client whose renderer's worker is up (it opened a PDF): it prints the worker's pid, then waits to be killed.
+CLIENT = """
+import asyncio, io, multiprocessing
+from PIL import Image
+from dsocr.batch.renderer import client_renderer
+from dsocr.documents.limits import DocumentLimits
+
+async def main():
+    pdf = io.BytesIO()
+    Image.new("RGB", (20, 20)).save(pdf, "PDF")
+    async with client_renderer(1, DocumentLimits()) as renderer, await renderer.open(pdf.getvalue()):
+        print(*(child.pid for child in multiprocessing.active_children()), flush=True)
+        await asyncio.sleep(60)
+
+asyncio.run(main())
+"""
+
+
+def running(pid: int) -> bool:
+    """Neither gone nor a zombie (one nobody reaps, in a container whose first process does not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_a_killed_clients_renderer_workers_die_with_it():
+    with subprocess.Popen([sys.executable, "-c", CLIENT], stdout=subprocess.PIPE, text=True) as client:
+        try:
+            workers = [int(pid) for pid in client.stdout.readline().split()]
+        finally:
+            client.kill()
+            client.wait(timeout=60)  # not for its stdout's end: a surviving worker would hold it open
+    assert workers and client.returncode == -signal.SIGKILL
+    assert wait_until(lambda: not any(map(running, workers)), 30), "a worker outlived the killed client"
 
 
 # --- progress and summary ------------------------------------------------------------------

@@ -16,7 +16,7 @@ from dsocr.batch.scheduler import Scheduler
 def job(name: str, pages: int | None) -> DocumentJob:
     document = InputDocument(Path(f"{name}.pdf"), PurePosixPath(f"{name}.pdf"), f"{name}.pdf")
     selected = None if pages is None else tuple(range(pages))
-    return DocumentJob(document, Survey("0" * 64, 10, pages, selected), RequestOptions())
+    return DocumentJob(document, Survey("0" * 64, 10, "pdf" if pages else None, pages, selected), RequestOptions())
 
 
 def turns_of(scheduler: Scheduler, count: int):

@@ -2,10 +2,10 @@
 counts, pixel sizes exactly as PDFium renders them, white RGB pages in order,
 TIFF frames, images passed on unchanged, figure crops, every document error,
 the pixel limit before rendering, a responsive event loop, a worker crash,
-and temporary files removed.
+and temporary files removed; a PDF's pages copied into a PDF of their own.
 
 All documents are built here: raster PDFs with Pillow, vector text PDFs with
-fpdf2, encrypted and empty PDFs with pypdf.
+fpdf2, encrypted, empty and form PDFs with pypdf.
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ import zlib
 import pypdfium2 as pdfium
 import pytest
 from PIL import Image, ImageOps
+from pypdf import PdfReader, PdfWriter
+from pypdf.generic import ArrayObject, DictionaryObject, NameObject, NumberObject, StreamObject, TextStringObject
 
 from dsocr.documents import render as render_module
 from dsocr.documents.errors import DocumentError
@@ -46,6 +48,7 @@ from tests.sample_documents import (
     raster_pdf,
     text_pdf,
     tiff,
+    written,
 )
 
 TIFF_FRAMES = [
@@ -235,6 +238,106 @@ def test_a_pdf_encrypted_for_its_owner_only_opens(renderer):
     document, [page] = run(open_and_render(renderer, encrypted_pdf(user_password=""), indices=[0]))
     assert document.page_count == 3
     assert near(decoded(page.image).getpixel((150, 100)), RASTER_PAGES[0][0])
+
+
+# --- a PDF's pages in a PDF of their own -----------------------------------------------
+
+
+def five_page_pdf() -> bytes:
+    """Vector text on pages of four sizes, the fourth turned by /Rotate, then a raster page: fonts and
+    images to copy, each page told apart by its size."""
+    writer = PdfWriter(clone_from=PdfReader(io.BytesIO(text_pdf())))
+    writer.append(PdfReader(io.BytesIO(raster_pdf(RASTER_PAGES[:1]))))
+    return written(writer)
+
+
+def form_pdf() -> bytes:
+    """Two pages, each with a filled text field whose appearance is a blue box (drawn from the form)."""
+    writer = PdfWriter()
+    appearance = StreamObject()
+    appearance.set_data(b"0 0 1 rg 0 0 80 30 re f")
+    appearance.update({NameObject("/Type"): NameObject("/XObject"), NameObject("/Subtype"): NameObject("/Form"),
+                       NameObject("/BBox"): ArrayObject(map(NumberObject, (0, 0, 80, 30)))})  # fmt: skip
+    fields = ArrayObject()
+    for number in range(2):
+        page = writer.add_blank_page(200, 200)
+        field = DictionaryObject({
+            NameObject("/Type"): NameObject("/Annot"), NameObject("/Subtype"): NameObject("/Widget"),
+            NameObject("/FT"): NameObject("/Tx"), NameObject("/T"): TextStringObject(f"field{number}"),
+            NameObject("/V"): TextStringObject("filled"), NameObject("/F"): NumberObject(4),
+            NameObject("/Rect"): ArrayObject(map(NumberObject, (20, 20, 100, 50))),
+            NameObject("/AP"): DictionaryObject({NameObject("/N"): writer._add_object(appearance)}),
+        })  # fmt: skip
+        reference = writer._add_object(field)
+        page[NameObject("/Annots")] = ArrayObject([reference])
+        fields.append(reference)
+    writer._root_object[NameObject("/AcroForm")] = DictionaryObject({NameObject("/Fields"): fields})
+    return written(writer)
+
+
+def test_a_pdf_part_holds_the_pages_asked_for_in_order_each_rendering_as_in_the_document(renderer):
+    indices = [4, 3, 0]
+
+    async def part_and_pages():
+        async with await renderer.open(five_page_pdf()) as document:
+            part = await renderer.pdf_part(document, indices)
+            assert part is not None
+            async with await renderer.open(part) as cut:
+                originals = [await renderer.render(document, index, 144) for index in indices]
+                copies = [await renderer.render(cut, index, 144) for index in range(cut.page_count)]
+                return document, cut, originals, copies
+
+    document, cut, originals, copies = run(part_and_pages())
+    assert document.page_count == 5
+    assert cut.kind == "pdf" and cut.pages == tuple(document.pages[index] for index in indices)
+    for original, copy in zip(originals, copies, strict=True):
+        assert decoded(copy.image).tobytes() == decoded(original.image).tobytes()  # pixel for pixel
+
+
+def test_a_pdf_part_is_smaller_than_the_document_and_the_parts_about_its_size(renderer):
+    noise = PdfWriter()
+    for size in (300, 310, 320, 330, 340):
+        noise.append(PdfReader(io.BytesIO(noise_pdf(size))))
+    whole = written(noise)
+
+    async def parts():
+        async with await renderer.open(whole) as document:
+            return [await renderer.pdf_part(document, [index]) for index in range(5)]
+
+    sizes = [len(part) for part in run(parts())]
+    assert max(sizes) < len(whole) / 4
+    assert sum(sizes) < len(whole) * 1.1
+
+
+def test_a_pdf_with_a_form_is_not_cut_its_fields_would_be_left_behind(renderer):
+    async def part():
+        async with await renderer.open(form_pdf()) as document:
+            return await renderer.pdf_part(document, [1])
+
+    assert run(part()) is None
+
+    # Why: PDFium copies a page with its field's widget, not the document's form that draws it.
+    def field_colour(pdf: pdfium.PdfDocument, index: int) -> tuple[int, int, int]:
+        pdf.init_forms()
+        return pdf[index].render(fill_color=(255, 255, 255, 255), may_draw_forms=True).to_pil().getpixel((50, 160))
+
+    source = pdfium.PdfDocument(form_pdf())
+    alone = pdfium.PdfDocument.new()
+    alone.import_pages(source, [1])
+    assert (field_colour(source, 1), field_colour(alone, 0)) == ((0, 0, 255), (255, 255, 255))
+
+
+def test_only_some_pages_of_a_pdf_make_a_part(renderer):
+    async def attempt(data, indices):
+        async with await renderer.open(data) as document:
+            return await renderer.pdf_part(document, indices)
+
+    with pytest.raises(ValueError, match="only a PDF's pages"):
+        run(attempt(tiff(TIFF_FRAMES), [0]))
+    with pytest.raises(ValueError, match="no pages"):
+        run(attempt(raster_pdf(), []))  # PDFium would copy them all
+    with pytest.raises(IndexError):
+        run(attempt(raster_pdf(), [3]))
 
 
 # --- TIFFs and images ---------------------------------------------------------------

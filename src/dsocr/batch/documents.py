@@ -2,11 +2,16 @@
 
 A document's pages are counted here, with the renderer the service uses (PDFium and PIL in worker
 processes, so a hostile file cannot take the run down), and split into `/v1/ocr` requests of a few
-pages each (`pages: [...]`). The requests of many documents run at once; their answers come back in
-any order and are merged into the response one request for the whole document would have given:
-pages in document order, figures numbered across the document (`img-0.jpeg`, ... as Mistral names
-them), usage summed. A document the client cannot open is sent whole, once, so that the service's
-own refusal (an encrypted or corrupt file) is what the run records.
+pages each. A PDF's request carries a PDF of only its own pages, cut out by the renderer's workers
+(`Part`): a 500-page PDF goes up about once in all, not once per request, and one over the service's
+byte limit still goes through when its parts are under it. An image or a TIFF is sent whole, naming
+its pages (`pages: [...]`): an image is one request, and a multi-page TIFF is a few scanned pages, a
+small upload (cutting one out would mean re-encoding its frames).
+The requests of many documents run at once; their answers come back in any order and are merged into
+the response one request for the whole document would have given: pages in document order, figures
+numbered across the document (`img-0.jpeg`, ... as Mistral names them), usage summed. A document the
+client cannot open is sent whole, once, so that the service's own refusal (an encrypted or corrupt
+file) is what the run records.
 """
 
 from __future__ import annotations
@@ -22,9 +27,12 @@ from dsocr.batch.client import ApiError
 from dsocr.batch.inputs import InputDocument
 from dsocr.documents.errors import DocumentError
 from dsocr.documents.pages import select_pages
-from dsocr.documents.render import DocumentRenderer, RenderFailed
+from dsocr.documents.render import DocumentKind, DocumentRenderer, OpenedDocument, RenderFailed
 
 _FIGURE_LINK = re.compile(r"!\[(img-\d+\.jpeg)\]\((img-\d+\.jpeg)\)")
+# How the service names a page in an error: "page 2: ..." (a page the model refused), "page index 2 ..." (one
+# the renderer refused).
+_PAGE_NAMED = re.compile(r"\b(page (?:index )?)(\d+)\b")
 
 
 @dataclass(frozen=True)
@@ -57,7 +65,8 @@ class Survey:
 
     sha256: str
     size: int
-    page_count: int | None  # None: the client could not open it
+    kind: DocumentKind | None  # None: the client could not open it
+    page_count: int | None
     selected: tuple[int, ...] | None  # the pages to OCR; None: send it whole, the service decides
 
 
@@ -65,13 +74,36 @@ async def survey(data: bytes, sha256: str, renderer: DocumentRenderer, options: 
     try:
         async with await renderer.open(data) as opened:
             page_count = opened.page_count
+            kind = opened.kind
     except (DocumentError, RenderFailed):
-        return Survey(sha256, len(data), None, None)
+        return Survey(sha256, len(data), None, None, None)
     try:
         selected: tuple[int, ...] | None = tuple(select_pages(options.pages, page_count))
     except DocumentError:
         selected = None  # a selection this document does not have: the service's 400 says so
-    return Survey(sha256, len(data), page_count, selected)
+    return Survey(sha256, len(data), kind, page_count, selected)
+
+
+@dataclass(frozen=True)
+class Part:
+    """A request's pages cut out of a PDF as a PDF of their own. The service numbers them from 0: its answer
+    and its errors are numbered back as in the document."""
+
+    pages: list[int]  # the document's page numbers, in the part's order
+    pdf: bytes
+
+    def in_document(self, answer: dict[str, Any]) -> dict[str, Any]:
+        """The answer (pages 0..n-1 of the part, checked), its pages numbered as in the document (in place)."""
+        for page in answer["pages"]:
+            page["index"] = self.pages[page["index"]]
+        return answer
+
+    def error_in_document(self, error: ApiError) -> ApiError:
+        def renamed(match: re.Match[str]) -> str:
+            index = int(match[2])
+            return f"{match[1]}{self.pages[index]}" if index < len(self.pages) else match[0]
+
+        return ApiError(_PAGE_NAMED.sub(renamed, error.message), status_code=error.status_code, code=error.code)
 
 
 @dataclass(eq=False)
@@ -82,6 +114,7 @@ class DocumentJob:
     survey: Survey
     options: RequestOptions
     data: bytes | None = None  # read when the document's turn comes, dropped when it is done
+    opened: OpenedDocument | None = None  # a PDF open in the renderer's workers while it is sent, to cut parts from
     pending: deque[int] = field(init=False)
     whole: bool = field(init=False)  # still to be sent as one request, pages as the options say
     answers: list[dict[str, Any]] = field(default_factory=list)
@@ -112,17 +145,38 @@ class DocumentJob:
         self.pending.clear()
         self.whole = False
 
-    def request(self, pages: list[int] | None) -> dict[str, Any]:
+    async def open(self, renderer: DocumentRenderer) -> None:
+        """A PDF with pages to send is opened in the renderer's workers, to cut its requests' parts from; one that
+        no longer opens is sent whole."""
+        if self.data is None or self.survey.kind != "pdf" or not self.survey.selected:
+            return
+        try:
+            self.opened = await renderer.open(self.data)
+        except (DocumentError, RenderFailed):
+            pass
+
+    async def part(self, pages: list[int] | None, renderer: DocumentRenderer) -> Part | None:
+        """The PDF of just `pages` for their request; None: the request carries the whole document."""
+        if pages is None or self.opened is None or pages == list(range(self.opened.page_count)):
+            return None  # nothing to cut out, or nothing to cut it from
+        try:
+            pdf = await renderer.pdf_part(self.opened, pages)
+        except RenderFailed:
+            return None  # a worker died on it: the service's reading of the whole file decides
+        return None if pdf is None else Part(pages, pdf)
+
+    def request(self, pages: list[int] | None, part: Part | None = None) -> dict[str, Any]:
+        """The request for `pages` (None: the whole document, pages as the options say), carrying `part` when
+        there is one (all of whose pages the service reads), else the whole document."""
         if self.data is None:
             raise RuntimeError(f"{self.document.path}: its bytes were not loaded")
         body = self.options.fields()
-        body["document"] = {"type": "document_url", "document_url": data_url(self.data)}
+        body["document"] = {"type": "document_url", "document_url": data_url(self.data if part is None else part.pdf)}
         # The figures' crops come back once, with the pages; the run writes them as files.
         body["include_image_base64"] = True
-        if pages is not None:
-            body["pages"] = pages
-        elif self.options.pages is not None:
-            body["pages"] = self.options.pages
+        selection = pages if pages is not None else self.options.pages
+        if part is None and selection is not None:
+            body["pages"] = selection
         return body
 
     def answered(self, answer: dict[str, Any], pages: list[int] | None) -> None:
@@ -135,6 +189,13 @@ class DocumentJob:
 
     def merged(self) -> dict[str, Any]:
         return merge_answers(self.answers, self.survey.size)
+
+    def release(self) -> None:
+        """Drop the document's bytes and close its PDF (its temporary file goes): it is done or failed."""
+        self.data = None
+        if self.opened is not None:
+            self.opened.close()
+            self.opened = None
 
 
 def data_url(data: bytes) -> str:

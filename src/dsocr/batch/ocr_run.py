@@ -5,7 +5,8 @@ Three things run at once:
 - the survey reads each document, hashes it, skips it when OUT_DIR already holds its outputs for
   that hash (outputs.py), counts its pages (documents.py) and hands it to the scheduler; the
   totals the progress shows grow as it goes;
-- the dispatcher takes turns from the scheduler (scheduler.py) and sends each as a request;
+- the dispatcher takes turns from the scheduler (scheduler.py) and sends each as a request (a PDF's
+  carrying only its own pages, documents.py);
 - the requests: each answer is kept with its document; when a document's last page is in, its
   outputs are written (figures, layout pictures, markdown, then the record). A document whose
   request fails for good (after the client's retries) is recorded in errors.jsonl, its other
@@ -31,7 +32,7 @@ from dsocr.batch.documents import DocumentJob, RequestOptions, survey
 from dsocr.batch.inputs import InputDocument
 from dsocr.batch.outputs import DocumentOutputs, ErrorLog, atomic_write, partial_path, remove_partials
 from dsocr.batch.progress import Progress
-from dsocr.batch.renderer import ClientRenderer
+from dsocr.batch.renderer import client_renderer
 from dsocr.batch.scheduler import Scheduler, Turn
 from dsocr.documents.errors import DocumentError
 from dsocr.documents.limits import DocumentLimits
@@ -80,7 +81,7 @@ class OcrRun:
         remove_partials(out_dir)
         self._errors = ErrorLog(out_dir)
         self.tally.items = len(self.documents)
-        async with ClientRenderer(self.settings.render_workers, CLIENT_LIMITS) as renderer:
+        async with client_renderer(self.settings.render_workers, CLIENT_LIMITS) as renderer:
             surveying = asyncio.create_task(self._survey(renderer))
             try:
                 await self._dispatch(renderer)
@@ -128,7 +129,7 @@ class OcrRun:
 
     async def _dispatch(self, renderer: DocumentRenderer) -> None:
         while (turn := await self.scheduler.next_turn()) is not None:
-            if turn.job.data is None and not await self._load(turn.job):
+            if turn.job.data is None and not await self._load(turn.job, renderer):
                 await self.scheduler.answered(turn)
                 continue
             task = asyncio.create_task(self._send(turn, renderer))
@@ -143,7 +144,7 @@ class OcrRun:
 
         return forget
 
-    async def _load(self, job: DocumentJob) -> bool:
+    async def _load(self, job: DocumentJob, renderer: DocumentRenderer) -> bool:
         """The document's bytes, for its requests; the same bytes the survey hashed, or it fails."""
         try:
             data = await asyncio.to_thread(job.document.path.read_bytes)
@@ -154,6 +155,7 @@ class OcrRun:
             await self._fail(job, {"code": "changed", "message": "the file changed during the run; run again"})
             return False
         job.data = data
+        await job.open(renderer)
         return True
 
     async def _send(self, turn: Turn, renderer: DocumentRenderer) -> None:
@@ -161,7 +163,7 @@ class OcrRun:
         try:
             if job.failure is not None:
                 return  # a request of the same document failed while this one waited for its turn
-            answer = await self._answer(job, turn.pages)
+            answer = await self._answer(job, turn.pages, renderer)
         except ApiError as error:
             await self._fail(job, error.record(), error)
             return
@@ -176,15 +178,18 @@ class OcrRun:
         if job.complete:
             await self._finish(job, renderer)
 
-    async def _answer(self, job: DocumentJob, pages: list[int] | None) -> dict[str, Any]:
-        response = await self.client.post("/v1/ocr", job.request(pages))
+    async def _answer(self, job: DocumentJob, pages: list[int] | None, renderer: DocumentRenderer) -> dict[str, Any]:
+        part = await job.part(pages, renderer)
+        response = await self.client.post("/v1/ocr", job.request(pages, part))
         if response.status_code != 200:
-            raise ApiError.from_response(response)
-        if not is_ocr_response(response.body, pages):
+            error = ApiError.from_response(response)
+            raise error if part is None else part.error_in_document(error)
+        asked = pages if part is None else list(range(len(part.pages)))  # a part's pages are 0..n-1 to the service
+        if not is_ocr_response(response.body, asked):
             # A proxy's page, another service: merging it would write a wrong document.
             raise ApiError(f"the answer is not the pages asked for: {str(response.body)[:300]}", status_code=200,
                            code="unexpected_response")  # fmt: skip
-        return response.body
+        return response.body if part is None else part.in_document(response.body)
 
     # --- a document's end -----------------------------------------------------------------------
 
@@ -204,7 +209,7 @@ class OcrRun:
             # The document fails, not the run: a full disk, a page that does not render, a malformed block.
             await self._fail(job, {"code": "output_failed", "message": f"writing its outputs: {exc!r}"})
             return
-        job.data = None
+        job.release()
         self.tally.items_done += 1
         await self.scheduler.finished(job)
         self.progress.changed()
@@ -247,7 +252,7 @@ class OcrRun:
         # The pages counted are those of documents written: a failed document's are taken back out.
         self.tally.units -= job.expected_pages
         self.tally.units_done -= job.pages_answered
-        job.data = None
+        job.release()
         self._record_failure(job.document, job.survey.sha256, reason)
         await self.scheduler.finished(job)
 

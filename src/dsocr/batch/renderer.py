@@ -8,26 +8,21 @@ worker asks the kernel to kill it when its parent goes (PR_SET_PDEATHSIG).
 from __future__ import annotations
 
 import ctypes
-import multiprocessing
 import signal
 import sys
-from concurrent.futures import ProcessPoolExecutor
 
-from dsocr.documents import render
+from dsocr.documents.limits import DocumentLimits
+from dsocr.documents.render import DocumentRenderer
 
 _PR_SET_PDEATHSIG = 1
 
 
-class ClientRenderer(render.DocumentRenderer):
-    def _new_pool(self) -> ProcessPoolExecutor:
-        # The pool the service's renderer makes (spawned workers), with one more step in each worker.
-        return ProcessPoolExecutor(
-            self.workers, mp_context=multiprocessing.get_context("spawn"), initializer=_init_client_worker
-        )
+def client_renderer(workers: int, limits: DocumentLimits) -> DocumentRenderer:
+    return DocumentRenderer(workers, limits, worker_initializer=die_with_parent)
 
 
-def _init_client_worker() -> None:
-    render._init_worker()
+def die_with_parent() -> None:
+    """In a worker process: the kernel kills it when the process that started it goes."""
     if sys.platform.startswith("linux"):
         try:
             ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL))

@@ -4,7 +4,8 @@ A document is a PDF, an image (one page) or a multi-page TIFF (a page per
 frame). PDFium is not thread-safe, and a hostile PDF can crash or exhaust
 the process that parses it, so every PDF operation, inspection included,
 runs in a small pool of spawned worker processes; the caller's event loop
-only awaits them. Pages are rendered one at a time, when asked for.
+only awaits them. Pages are rendered one at a time, when asked for; a PDF's
+pages can also be copied into a PDF of their own (`pdf_part`).
 
     renderer = DocumentRenderer(workers=2)
     async with await renderer.open(data, "application/pdf") as document:
@@ -192,16 +193,26 @@ class DocumentRenderer:
     Usable from any event loop (no loop-bound state); every method awaits a
     worker or a thread, never blocks the loop. If a worker dies, the pool is
     replaced and the calls it was serving raise RenderFailed.
+
+    worker_initializer: called in each worker process as it starts, after
+    the renderer's own set-up (a module-level function: it is pickled by
+    name), e.g. to tie the workers' lives to the caller's.
     """
 
     def __init__(
-        self, workers: int, limits: DocumentLimits | None = None, *, temp_dir: str | os.PathLike[str] | None = None
+        self,
+        workers: int,
+        limits: DocumentLimits | None = None,
+        *,
+        temp_dir: str | os.PathLike[str] | None = None,
+        worker_initializer: Callable[[], None] | None = None,
     ) -> None:
         if workers < 1:
             raise ValueError(f"workers must be at least 1, not {workers}")
         self.workers = workers
         self.limits = limits or DocumentLimits()
         self._temp_dir = Path(temp_dir if temp_dir is not None else tempfile.gettempdir())
+        self._worker_initializer = worker_initializer
         self._pool = self._new_pool()
         self._closed = False
 
@@ -249,6 +260,24 @@ class DocumentRenderer:
         )
         return RenderedPage(index, image, width, height, dpi)
 
+    async def pdf_part(self, document: OpenedDocument, indices: list[int]) -> bytes | None:
+        """A new PDF of pages `indices` (0-based) of a PDF document, in that
+        order: a few pages of a large PDF, to send without the rest.
+
+        None where it would not render them as the document does: a PDF
+        with a form (its fields are drawn from the document's form, which
+        PDFium does not copy with the pages), or pages PDFium fails to copy.
+        Optional content (layers) that the document hides by default shows
+        in the new PDF: PDFium neither copies the document's layer settings
+        nor exposes them. Raises RenderFailed."""
+        if document.kind != "pdf":
+            raise ValueError(f"only a PDF's pages can be copied, not a {document.kind}'s")
+        if not indices:
+            raise ValueError("no pages to copy")  # PDFium would copy every page
+        for index in indices:
+            document.page(index)  # closed, or out of range: raises here, not in a worker
+        return await self._run("copying pages into a new PDF", None, _pdf_part, document._source, indices)
+
     async def crop(self, image: bytes, boxes: list[tuple[int, int, int, int]], quality: int = 90) -> list[bytes]:
         """JPEG crops of `image` (a rendered page, or a one-page image's own
         bytes), one per box (x1, y1, x2, y2): pixels of the image as the model
@@ -277,7 +306,10 @@ class DocumentRenderer:
     def _new_pool(self) -> ProcessPoolExecutor:
         # Spawned, not forked: the caller is a threaded server process.
         return ProcessPoolExecutor(
-            self.workers, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker
+            self.workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_init_worker,
+            initargs=(self._worker_initializer,),
         )
 
     async def _run(self, task: str, page: int | None, function: Callable[..., _T], *args: Any) -> _T:
@@ -392,13 +424,15 @@ _OPEN: OrderedDict[tuple[str, str], Any] = OrderedDict()
 _OPEN_DOCUMENTS = 4
 
 
-def _init_worker() -> None:
-    """Set up a worker process."""
+def _init_worker(initializer: Callable[[], None] | None) -> None:
+    """Set up a worker process, then run the caller's initializer."""
     # The parent handles Ctrl-C and shuts the pool down.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # Page sizes are checked against our own limit before any pixel is
     # decoded; PIL's bomb check would refuse big pages in open() itself.
     Image.MAX_IMAGE_PIXELS = None
+    if initializer is not None:
+        initializer()
 
 
 def _inspect(source: _Source, limits: DocumentLimits) -> tuple[DocumentKind, tuple[PageInfo, ...]]:
@@ -563,6 +597,24 @@ def _render_pdf_page(source: _Source, index: int, dpi: int) -> tuple[bytes, int,
     finally:
         page.close()
     return _png(image), image.width, image.height
+
+
+def _pdf_part(source: _Source, indices: list[int]) -> bytes | None:
+    """Pages `indices` of a PDF imported into a new one, saved; None where
+    the new PDF would not render them as the document does."""
+    pdf = _cached(source)
+    if pdf.get_formtype() != pdfium_c.FORMTYPE_NONE:
+        return None  # fields drawn from the document's form (AcroForm or XFA), which is not copied
+    part = pdfium.PdfDocument.new()
+    try:
+        part.import_pages(pdf, indices)
+        buffer = io.BytesIO()
+        part.save(buffer)
+    except pdfium.PdfiumError:
+        return None
+    finally:
+        part.close()
+    return buffer.getvalue()
 
 
 def _render_tiff_frame(source: _Source, index: int, dpi: int) -> tuple[bytes, int, int]:
