@@ -38,7 +38,7 @@ from benchmarks.benchkit.load import pooled, requests_for, run_level
 from benchmarks.compare import frontend_extra_body, ngram_whitelist, vllm_serve_extra_body
 from dsocr import processes
 
-SYSTEMS = ("frontend", "vllm_serve", "vllm_serve_matched", "vllm_serve_api2")
+SYSTEMS = ("frontend", "vllm_serve", "vllm_serve_matched", "vllm_serve_api2")  # report.HOST_COST_SYSTEMS
 WORKLOADS = {"long": "host_cost_long", "page": "host_cost_page"}  # -> result name
 DEFAULTS = {
     ("cpu", "long"): {"image_set": "small", "concurrency": [1, 4, 8, 16], "max_tokens": 1024, "min_requests": 4},
@@ -102,7 +102,7 @@ def started(name: str, args, model: str, logs: Path):
         port = processes.free_port()
         command = systems.vllm_serve_command(serve_flags(name, engine_args), port)
         url, ready, body = f"http://127.0.0.1:{port}", "/v1/models", vllm_serve_extra_body(args, ngram_whitelist(model))
-    with systems.ServerProcess(report.SYSTEMS.get(name, name), command, env, logs / f"{name}.log") as server:
+    with systems.ServerProcess(report.HOST_COST_SYSTEMS[name], command, env, logs / f"{name}.log") as server:
         server.wait_ready(url + ready, args.ready_timeout_s)
         yield url, HostCPU(server.marker), body
 

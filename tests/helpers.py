@@ -24,7 +24,14 @@ from PIL import Image, ImageDraw
 from dsocr import paths
 from dsocr.engine_config import engine_json, load_engine_args
 from dsocr.preprocessing import prompt_token_ids
-from dsocr.processes import free_port, free_ports, marked_environment, port_flags, processes_with_marker
+from dsocr.processes import (
+    free_port,
+    free_ports,
+    marked_environment,
+    port_flags,
+    processes_with_marker,
+    wait_answering,
+)
 from dsocr.tiny_models import IMAGE_TOKEN
 from dsocr.triton import client as ensemble
 from dsocr.triton.contract import ENSEMBLE, ready_path
@@ -155,16 +162,7 @@ def running_frontend(
         process = subprocess.Popen(command, env={**os.environ, **(env or {})}, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert process.poll() is None, log_path.read_text()
-            try:
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, log_path.read_text()
-            time.sleep(0.3)
+        wait_answering("the frontend", process, f"{url}/health", log_path.read_text, timeout_s=60)
         yield Frontend(url)
     finally:
         process.terminate()
@@ -232,17 +230,7 @@ class Service(OpenAIEndpoint):
         return self.log_path.read_text(errors="replace")[-LOG_TAIL_CHARS:]
 
     def wait_ready(self) -> None:
-        deadline = time.monotonic() + SERVICE_READY_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"service exited with {self.process.returncode}:\n{self.log_tail()}")
-            try:
-                if httpx.get(self.ready_url, timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(1)
-        raise RuntimeError(f"service not ready after {SERVICE_READY_TIMEOUT_S} s:\n{self.log_tail()}")
+        wait_answering("the service", self.process, self.ready_url, self.log_tail, SERVICE_READY_TIMEOUT_S, every_s=1)
 
     def stop(self) -> int:
         self.process.send_signal(signal.SIGTERM)

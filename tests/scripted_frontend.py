@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import subprocess
 import sys
-import time
 from collections.abc import AsyncGenerator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +22,7 @@ from pathlib import Path
 import httpx
 import uvicorn
 
-from dsocr.processes import free_port
+from dsocr.processes import free_port, wait_answering
 from dsocr.triton.client import Delta
 from openai_frontend.app import create_app
 from openai_frontend.server import server_options
@@ -103,7 +102,7 @@ def scripted_frontend(log_path: Path, *flags: str, **engine: float) -> Iterator[
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
     frontend = ScriptedFrontend(f"http://127.0.0.1:{port}", port, process, log_path)
     try:
-        _wait_healthy(frontend)
+        wait_answering("the frontend", process, f"{frontend.base_url}/health", frontend.log, STARTUP_TIMEOUT_S, 0.1)
         yield frontend
     finally:
         process.terminate()
@@ -112,19 +111,6 @@ def scripted_frontend(log_path: Path, *flags: str, **engine: float) -> Iterator[
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
-
-
-def _wait_healthy(frontend: ScriptedFrontend) -> None:
-    deadline = time.monotonic() + STARTUP_TIMEOUT_S
-    while True:
-        assert frontend.process.poll() is None, frontend.log()
-        try:
-            if httpx.get(f"{frontend.base_url}/health", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        assert time.monotonic() < deadline, frontend.log()
-        time.sleep(0.1)
 
 
 if __name__ == "__main__":

@@ -26,9 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
-
-from dsocr.processes import marked_environment, port_flags, processes_with_marker, stop_group
+from dsocr.processes import marked_environment, port_flags, processes_with_marker, stop_group, wait_answering
 
 SERVED_NAME = "deepseek-ocr"
 MARKER_VARIABLE = "DSOCR_BENCHMARK_PROCESS"
@@ -171,15 +169,7 @@ class ServerProcess:
 
     def wait_ready(self, url: str, timeout_s: float) -> float:
         """Seconds until `url` answers 200; raises with the log when the server dies or times out."""
-        started = time.monotonic()
-        while time.monotonic() - started < timeout_s:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"{self.name} exited with {self.process.returncode}:\n{self.log_tail()}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(url, timeout=2).status_code == 200:
-                    return time.monotonic() - started
-            time.sleep(1)
-        raise RuntimeError(f"{self.name} not ready after {timeout_s:.0f} s:\n{self.log_tail()}")
+        return wait_answering(self.name, self.process, url, self.log_tail, timeout_s, every_s=1)
 
     def stop(self, grace_s: float = 120) -> None:
         if not stop_group(self.process, grace_s):

@@ -14,8 +14,12 @@ import os
 import signal
 import socket
 import subprocess
+import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
+
+import httpx
 
 # The port flags of `python -m dsocr.serve`, as keyword names.
 SERVE_PORTS = ("port", "triton_http_port", "triton_grpc_port", "triton_metrics_port")
@@ -70,3 +74,19 @@ def processes_with_marker(marker: str) -> list[int]:
         except OSError:
             continue
     return found
+
+
+def wait_answering(
+    name: str, process: subprocess.Popen, url: str, log: Callable[[], str], timeout_s: float, every_s: float = 0.3
+) -> float:
+    """Seconds until `url` answers 200; a RuntimeError with the process's log if it exits first or the time
+    runs out."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout_s:
+        if process.poll() is not None:
+            raise RuntimeError(f"{name} exited with {process.returncode}:\n{log()}")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(url, timeout=2).status_code == 200:
+                return time.monotonic() - started
+        time.sleep(every_s)
+    raise RuntimeError(f"{name} not ready after {timeout_s:.0f} s:\n{log()}")

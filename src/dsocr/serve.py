@@ -319,10 +319,11 @@ def watch(stack: Stack, stopping: threading.Event) -> int:
 
 
 class Healer:
-    """Puts back, in place, the parts of the stack that died: the frontend and tritonserver (restarted), a
-    preprocess instance and the vLLM model with its engine (reloaded through Triton's repository API, the
-    ensemble with them). Each part has a budget of attempts (`--heal-attempts` within `--heal-window-s`,
-    backing off); when one is spent, the serve command exits 1 for its own supervisor to take over."""
+    """Puts back the parts of the stack that died: the frontend and tritonserver (restarted); a model whose
+    stub or engine died (reloaded in place through Triton's repository API, the ensemble with it, or the
+    server restarted where Triton cannot let go of a dead stub). Each part has a budget of attempts
+    (`--heal-attempts` within `--heal-window-s`, backing off); when one is spent, the serve command exits 1
+    for its own supervisor to take over."""
 
     MODELS = (contract.PREPROCESS_MODEL, contract.VLLM_MODEL)
 

@@ -1,4 +1,5 @@
-"""vLLM model: preprocessed views in, one streamed response per engine step out.
+"""vLLM model: preprocessed views in, streamed responses out (one per engine output, every
+`stream_interval` tokens; only the first and the last for a request with `stream: false`).
 
 Tensor contract (also in config.pbtxt; names and types: dsocr.triton.contract):
   inputs   PROMPT             UINT8 [n]           UTF-8 prompt with one "<image>"
@@ -23,15 +24,14 @@ The engine (vLLM AsyncLLM) runs on an asyncio loop in its own thread:
 `execute` only schedules, so Triton's request thread never blocks and vLLM
 batches every request in flight. Responses are sent by a thread of their own
 (dsocr.triton.streaming): the loop never waits on a send, and a response
-carries everything generated since the request's last one. Every request gets exactly one final
-response, whatever fails. A generation stops in the engine when its request
+carries everything generated since the request's last one. Every request gets exactly one
+final response, whatever fails. A generation stops in the engine when its request
 is cancelled: seen directly (`is_cancelled`, a gRPC stream cancelled on this
 model) or through a CANCEL request naming its request id, which is how a
 client of the ensemble stops it (Triton does not pass cancellation on to an
 ensemble step that is already running). A CANCEL that comes before its
 request is kept for a minute (dsocr.triton.inflight). Engine arguments: engine.json
-next to this file, overridden by MODEL, GPU_MEMORY_UTILIZATION,
-MAX_MODEL_LEN, TENSOR_PARALLEL_SIZE.
+next to this file, overridden by the environment (dsocr.engine_config.ENV_OVERRIDES).
 
 An engine that dies (its EngineCore process gone) cannot come back in this
 process: the model answers every request UNAVAILABLE with ENGINE_DEAD in the

@@ -6,7 +6,7 @@ benchmarks and the batch command:
 - an ensemble request: IMAGE (the encoded image file, raw bytes, never
   base64), PROMPT (UTF-8, one `<image>`) and PARAMETERS (UTF-8 JSON of
   `dsocr.parameters`), all UINT8 tensors, on a gRPC stream of its own;
-- its responses: one per engine step, each a `Delta` (the text since the last
+- its responses: one per engine output (every `stream_interval` tokens), each a `Delta` (the text since the last
   one, the running token counts, the finish reason on the last one only);
 - a CANCEL: a request to the vLLM model naming the ensemble request's id,
   which stops its generation (Triton passes a stream's cancellation on to no
