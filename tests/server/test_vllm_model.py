@@ -15,6 +15,7 @@ from dsocr import paths
 from dsocr.preprocessing import preprocess_image, resolution_mode
 from dsocr.tiny_models import load_tokenizer
 from dsocr.triton import client as ensemble
+from openai_frontend.engine import model_error
 from tests.helpers import (
     SERVICE_MAX_MODEL_LEN,
     cancel_ensemble_request,
@@ -96,8 +97,10 @@ def test_prompt_over_the_context_is_a_clear_error(service):
     prompt = "<image>\n" + "word " * 5000  # beyond the CPU service's context
     with pytest.raises(InferenceServerException) as error:
         stream_ensemble(service.triton_grpc_url, page_png(), prompt, {"max_tokens": 5})
-    assert f"maximum context length is {SERVICE_MAX_MODEL_LEN} tokens" in str(error.value)
-    assert "INVALID_ARG" in str(error.value.status())
+    # Worded as a refusal (a stream carries no status code): the frontend answers it 400, the client's fault.
+    answer = model_error(error.value.message())
+    assert (answer.status, answer.code) == (400, "invalid_request"), answer
+    assert f"maximum context length is {SERVICE_MAX_MODEL_LEN} tokens" in answer.message
 
 
 def test_max_tokens_beyond_the_context_end_where_the_context_ends(service):
