@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -25,10 +26,26 @@ import httpx
 SERVE_PORTS = ("port", "triton_http_port", "triton_grpc_port", "triton_metrics_port")
 
 
+# Below Linux's ephemeral range (32768-60999), from which outgoing connections take their ports: a port
+# the kernel picked as free is in that range and can be taken by a client's socket before the server
+# that was given it binds it ("Socket ... already in use" at start).
+_PORTS = range(20000, 32768)
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A port no socket holds now and this process has not handed out before."""
+    while True:
+        port = random.choice(_PORTS)
+        if port in _handed_out:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("0.0.0.0", port))  # as tritonserver and uvicorn bind
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
 
 
 def free_ports(names: tuple[str, ...] = SERVE_PORTS) -> dict[str, int]:

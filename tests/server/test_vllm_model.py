@@ -28,9 +28,10 @@ from tests.helpers import (
 
 def test_engine_metrics_are_on_tritons_metrics_endpoint(service):
     stream_ensemble(service.triton_grpc_url, page_png(), "<image>\nFree OCR.", {"max_tokens": 3, "ignore_eos": True})
+    # The engine's figures are sent to Triton once a second (dsocr.triton.metrics).
+    assert wait_until(lambda: service.metric("vllm:request_success_total") >= 1, 10)
     assert service.metric("vllm:generation_tokens_total") >= 3
     assert service.metric("vllm:prompt_tokens_total") > 0
-    assert service.metric("vllm:request_success_total") >= 1
     assert service.metric("nv_inference_count") > 0  # Triton's own, same endpoint
     # The two queues the Kubernetes autoscaler adds up (deploy/monitoring/prometheus-adapter-values.yaml).
     text = httpx.get(f"{service.triton_metrics_url}/metrics").text
@@ -81,6 +82,7 @@ def test_a_cancel_that_comes_first_keeps_its_request_from_running(service):
         request_id="early-leaver",
     )
     assert [r.as_numpy("FINISH_REASON").tobytes() for r in responses] == [b"cancelled"]
+    time.sleep(2)  # longer than the engine metrics lag (dsocr.triton.metrics)
     assert service.metric("vllm:prompt_tokens_total") == before  # the engine never saw it
     # The cancel is used up: the same id runs again.
     again = stream_ensemble(

@@ -139,6 +139,8 @@ class TritonPythonModel:
     async def _watch_engine(self) -> None:
         while not self._engine.errored:
             await asyncio.sleep(HEALTH_CHECK_INTERVAL_S)
+            for stat_logger in self._stat_loggers:
+                stat_logger.flush()  # what the engine's last steps added
         pb_utils.Logger.log_error(f"vllm_model: {ENGINE_DEAD} (it died); unloading the model")
         try:
             pb_utils.unload_model(self._name, unload_dependents=True)

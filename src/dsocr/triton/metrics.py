@@ -5,11 +5,20 @@ A vLLM stat logger that writes into Triton's custom metrics (Python backend
 shows queueing in Triton and batching in vLLM. Names follow vLLM's own
 `vllm:` metrics.
 
+Every `Metric.set`/`increment` is a round trip to the server (shared memory
+and a message, synchronous). Made for every engine step, on the engine's
+event loop, they were most of the host time a generated token cost. So a
+step's figures are added up here and sent at most once a second: when a step
+finds the last send a second old, and from the model's once-a-second engine
+watch (what the last steps of a burst added). A scrape lags a second at most.
+
 Imported only inside a Triton stub process.
 """
 
 from __future__ import annotations
 
+import time
+from collections import Counter, defaultdict
 from typing import Any
 
 import triton_python_backend_utils as pb_utils
@@ -30,6 +39,7 @@ _COUNTERS = {
 
 
 LABELS = {"model": "vllm_model"}
+SEND_INTERVAL_S = 1.0
 
 
 class TritonStatLogger(StatLoggerBase):
@@ -45,6 +55,11 @@ class TritonStatLogger(StatLoggerBase):
         )
         self._by_reason: dict[str, Any] = {}
         self._failed = False
+        # Not sent yet. Touched on the engine's event loop only (record and flush).
+        self._gauge_values: dict[str, float] = {}
+        self._increments: defaultdict[str, float] = defaultdict(float)
+        self._finished_by_reason: Counter[str] = Counter()
+        self._sent_at = 0.0
 
     def _metric(self, name: str, help: str, kind):
         family = pb_utils.MetricFamily(name, help, kind)
@@ -54,33 +69,55 @@ class TritonStatLogger(StatLoggerBase):
     def record(self, scheduler_stats, iteration_stats, mm_cache_stats=None, engine_idx: int = 0):
         # vLLM calls this from its output handler: an exception here would
         # stop every request in flight, so metrics fail alone.
+        if self._failed:
+            return
         try:
-            self._record(scheduler_stats, iteration_stats)
+            self._add(scheduler_stats, iteration_stats)
         except Exception as exc:
-            if not self._failed:
-                pb_utils.Logger.log_error(f"vllm metrics disabled: {exc!r}")
-                self._failed = True
+            self._disable(exc)
+            return
+        if time.monotonic() - self._sent_at >= SEND_INTERVAL_S:
+            self.flush()
 
-    def _record(self, scheduler_stats, iteration_stats):
+    def _add(self, scheduler_stats, iteration_stats) -> None:
         if scheduler_stats is not None:
-            self._gauges["vllm:num_requests_running"].set(scheduler_stats.num_running_reqs)
-            self._gauges["vllm:num_requests_waiting"].set(scheduler_stats.num_waiting_reqs)
-            self._gauges["vllm:kv_cache_usage_perc"].set(scheduler_stats.kv_cache_usage)
+            self._gauge_values["vllm:num_requests_running"] = scheduler_stats.num_running_reqs
+            self._gauge_values["vllm:num_requests_waiting"] = scheduler_stats.num_waiting_reqs
+            self._gauge_values["vllm:kv_cache_usage_perc"] = scheduler_stats.kv_cache_usage
         if iteration_stats is None:
             return
-        self._counters["vllm:prompt_tokens_total"].increment(iteration_stats.num_prompt_tokens)
-        self._counters["vllm:generation_tokens_total"].increment(iteration_stats.num_generation_tokens)
+        self._increments["vllm:prompt_tokens_total"] += iteration_stats.num_prompt_tokens
+        self._increments["vllm:generation_tokens_total"] += iteration_stats.num_generation_tokens
         for ttft in iteration_stats.time_to_first_tokens_iter:
-            self._counters["vllm:time_to_first_token_seconds_total"].increment(ttft)
-            self._counters["vllm:time_to_first_token_count_total"].increment(1)
+            self._increments["vllm:time_to_first_token_seconds_total"] += ttft
+            self._increments["vllm:time_to_first_token_count_total"] += 1
         for finished in iteration_stats.finished_requests:
-            self._finished(str(finished.finish_reason)).increment(1)
-            self._counters["vllm:e2e_request_latency_seconds_total"].increment(finished.e2e_latency)
+            self._finished_by_reason[str(finished.finish_reason)] += 1
+            self._increments["vllm:e2e_request_latency_seconds_total"] += finished.e2e_latency
 
-    def _finished(self, reason: str):
-        if reason not in self._by_reason:
-            self._by_reason[reason] = self._success.Metric({**LABELS, "finished_reason": reason})
-        return self._by_reason[reason]
+    def flush(self) -> None:
+        """Send what was added since the last send (nothing to send: no round trip)."""
+        if self._failed:
+            return
+        self._sent_at = time.monotonic()
+        gauges, self._gauge_values = self._gauge_values, {}
+        increments, self._increments = self._increments, defaultdict(float)
+        finished, self._finished_by_reason = self._finished_by_reason, Counter()
+        try:
+            for name, amount in increments.items():
+                if amount:
+                    self._counters[name].increment(amount)
+            for reason, count in finished.items():
+                self._finished(reason).increment(count)
+            # Last: a scrape that sees the engine idle sees the counts of its last step.
+            for name, value in gauges.items():
+                self._gauges[name].set(value)
+        except Exception as exc:
+            self._disable(exc)
+
+    def _disable(self, exc: Exception) -> None:
+        pb_utils.Logger.log_error(f"vllm metrics disabled: {exc!r}")
+        self._failed = True
 
     def log_engine_initialized(self):
         pass
