@@ -76,7 +76,30 @@ def stop_group(process: subprocess.Popen, grace_s: float) -> bool:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)
     process.wait()
+    # Its stubs and engine die after it, mapping their shared memory until they do: wait for them, so
+    # that what is cleaned up next finds that memory free.
+    deadline = time.monotonic() + GROUP_EXIT_TIMEOUT_S
+    while group_members(process.pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
     return stopped
+
+
+GROUP_EXIT_TIMEOUT_S = 30.0
+
+
+def group_members(pgid: int) -> list[int]:
+    """Pids of the live processes (zombies aside) in process group `pgid`."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            state, _ppid, pgrp = (entry / "stat").read_text().rsplit(")", 1)[1].split()[:3]
+        except (OSError, ValueError):
+            continue
+        if int(pgrp) == pgid and state != "Z":
+            members.append(int(entry.name))
+    return members
 
 
 def processes_with_marker(marker: str) -> list[int]:

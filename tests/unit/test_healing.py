@@ -7,6 +7,7 @@ import http.server
 import json
 import mmap
 import os
+import subprocess
 import threading
 import time
 import uuid
@@ -15,6 +16,8 @@ import pytest
 
 from dsocr import healing
 from dsocr.healing import Process
+from dsocr.processes import group_members, stop_group
+from tests.helpers import wait_until
 
 SERVER = 100
 
@@ -123,3 +126,12 @@ def test_the_repository_api_reloads_a_model_and_unloads_its_dependents():
         ("/v2/repository/models/vllm_model/unload", {"parameters": {"unload_dependents": True}}),
         ("/v2/repository/models/vllm_model/load", {}),
     ]
+
+
+def test_a_stopped_group_leaves_no_member_behind():
+    """Its members (stubs, engines: here, shells ignoring SIGTERM) are gone when stop_group returns, so
+    the shared memory they mapped is free to clean up."""
+    group = subprocess.Popen(["bash", "-c", "trap '' TERM; sleep 60 & sleep 60 & wait"], start_new_session=True)
+    assert wait_until(lambda: len(group_members(group.pid)) == 3, 10)
+    assert stop_group(group, grace_s=0.5) is False  # it would not stop by itself
+    assert group_members(group.pid) == []
