@@ -205,6 +205,7 @@ def plot(data: dict, path: Path) -> None:
     for ax in (memory, latency):
         ax.grid(alpha=0.3)
     fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
