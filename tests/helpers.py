@@ -72,6 +72,20 @@ def prometheus_value(metrics_url: str, name: str) -> float:
     return sum(float(line.rsplit(" ", 1)[1]) for line in samples)
 
 
+def metric_when_still(service: Service, name: str, quiet_s: float = 2.0, timeout_s: float = 30) -> float:
+    """A metric's value once it has not moved for quiet_s (longer than the engine metrics' one-second lag,
+    dsocr.triton.metrics): what the engine did is all counted, and it does nothing more."""
+    deadline = time.monotonic() + timeout_s
+    value = service.metric(name)
+    while time.monotonic() < deadline:
+        time.sleep(quiet_s)
+        latest = service.metric(name)
+        if latest == value:
+            return value
+        value = latest
+    raise AssertionError(f"{name} still moving after {timeout_s} s")
+
+
 def wait_until(condition: Callable[[], bool], timeout_s: float = 30) -> bool:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:

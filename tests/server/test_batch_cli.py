@@ -28,7 +28,7 @@ from pypdf import PdfReader, PdfWriter
 from dsocr.batch.inputs import shard_of
 from dsocr.batch.outputs import PARTIAL_SUFFIX
 from dsocr.documents.layout import PAGE_SPLIT
-from tests.helpers import page_png, wait_until
+from tests.helpers import metric_when_still, page_png, wait_until
 from tests.sample_documents import encrypted_pdf, noise_pdf, raster_pdf, tiff, written
 
 # Points at 72 DPI: at the service's 144 DPI each page is twice as many pixels a side.
@@ -343,8 +343,7 @@ def test_run_batch_answers_chat_and_ocr_lines_reports_bad_ones_and_resumes(servi
     assert any(line.startswith("[dsocr run-batch]") for line in run.stderr.splitlines())
 
     # A rerun keeps the two answers, and sends again only what failed: no new engine work.
-    assert wait_until(lambda: engine_idle(service), 30)
-    generated = service.metric("vllm:generation_tokens_total")
+    generated = metric_when_still(service, "vllm:generation_tokens_total")
     rerun = dsocr(service, "run-batch", "-i", str(requests), "-o", str(results), "--progress", "none")
     assert rerun.returncode == 1
     again = [json.loads(line) for line in results.read_text().splitlines()]

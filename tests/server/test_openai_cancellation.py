@@ -22,33 +22,18 @@ from __future__ import annotations
 import base64
 import itertools
 import json
-import time
 
 import httpx
 
-from tests.helpers import SERVICE_MAX_MODEL_LEN, page_png
+from tests.helpers import SERVICE_MAX_MODEL_LEN, metric_when_still, page_png
 
 GENERATED = "vllm:generation_tokens_total"
 READ_CHUNKS = 5  # chunks read before the client leaves
 PROMPTED = "vllm:prompt_tokens_total"
-QUIET_S = 2.0  # how long the counter must stay still to count as stopped
-
-
-def wait_until_still(service, timeout_s: float = 30) -> float:
-    """The counter's value once it has not moved for QUIET_S."""
-    deadline = time.monotonic() + timeout_s
-    value = service.metric(GENERATED)
-    while time.monotonic() < deadline:
-        time.sleep(QUIET_S)
-        latest = service.metric(GENERATED)
-        if latest == value:
-            return value
-        value = latest
-    raise AssertionError(f"{GENERATED} still climbing {timeout_s} s after the client left")
 
 
 def test_closing_the_stream_aborts_the_generation(service):
-    before = wait_until_still(service)
+    before = metric_when_still(service, GENERATED)
     prompted_before = service.metric(PROMPTED)
     page = "data:image/png;base64," + base64.b64encode(page_png()).decode()
     body = {
@@ -68,7 +53,7 @@ def test_closing_the_stream_aborts_the_generation(service):
     # The connection is closed here, mid-stream.
     assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"
     assert all(chunk["choices"][0]["finish_reason"] is None for chunk in chunks), "the stream ended on its own"
-    generated = wait_until_still(service) - before
+    generated = metric_when_still(service, GENERATED) - before
     budget = SERVICE_MAX_MODEL_LEN - (service.metric(PROMPTED) - prompted_before)
     assert generated >= READ_CHUNKS, "the engine was not generating while the stream was open"
     assert generated < budget / 2, f"{generated:.0f} of about {budget} tokens generated: the request was not aborted"

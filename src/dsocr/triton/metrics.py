@@ -115,6 +115,11 @@ class TritonStatLogger(StatLoggerBase):
         except Exception as exc:
             self._disable(exc)
 
+    def _finished(self, reason: str):
+        if reason not in self._by_reason:
+            self._by_reason[reason] = self._success.Metric({**LABELS, "finished_reason": reason})
+        return self._by_reason[reason]
+
     def _disable(self, exc: Exception) -> None:
         pb_utils.Logger.log_error(f"vllm metrics disabled: {exc!r}")
         self._failed = True
