@@ -89,29 +89,29 @@ GROUP_EXIT_TIMEOUT_S = 30.0
 
 def group_members(pgid: int) -> list[int]:
     """Pids of the live processes (zombies aside) in process group `pgid`."""
-    members = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            state, _ppid, pgrp = (entry / "stat").read_text().rsplit(")", 1)[1].split()[:3]
-        except (OSError, ValueError):
-            continue
-        if int(pgrp) == pgid and state != "Z":
-            members.append(int(entry.name))
-    return members
+
+    def member(stat: bytes) -> bool:
+        state, _ppid, pgrp = stat.rsplit(b")", 1)[1].split()[:3]
+        return int(pgrp) == pgid and state != b"Z"
+
+    return _pids_where("stat", member)
 
 
 def processes_with_marker(marker: str) -> list[int]:
     """Pids whose environment carries `marker` ("NAME=value")."""
+    return _pids_where("environ", lambda environ: marker.encode() in environ)
+
+
+def _pids_where(proc_file: str, matches: Callable[[bytes], bool]) -> list[int]:
+    """Pids whose /proc/PID/`proc_file` matches (processes that end meanwhile are passed over)."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            if marker.encode() in (entry / "environ").read_bytes():
+            if matches((entry / proc_file).read_bytes()):
                 found.append(int(entry.name))
-        except OSError:
+        except (OSError, ValueError):
             continue
     return found
 
