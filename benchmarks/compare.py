@@ -34,6 +34,7 @@ import asyncio
 import json
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -242,17 +243,39 @@ class Measured:
         return self.result.e2e_s - self.engine_e2e_s
 
 
+# The vLLM model sends the engine's metrics to Triton once a second (dsocr.triton.metrics).
+METRICS_LAG_S = 1.0
+METRICS_WAIT_S = 10 * METRICS_LAG_S
+
+
+async def settled_engine_metrics(metrics_url: str) -> dict[str, float]:
+    """The engine's metrics once they stay still for longer than their lag: every earlier request counted."""
+    deadline = time.monotonic() + METRICS_WAIT_S
+    values = prometheus_values(metrics_url, ENGINE_METRICS)
+    while time.monotonic() < deadline:
+        await asyncio.sleep(1.2 * METRICS_LAG_S)
+        latest = prometheus_values(metrics_url, ENGINE_METRICS)
+        if latest == values:
+            break
+        values = latest
+    return values
+
+
 async def measured(send, image: Sample, urls: dict, stats: bool = False) -> Measured:
     """Send one request and read vLLM's metrics (and Triton's statistics) around it: each request
     net of the engine's own time, so that the engine's run-to-run spread drops out of a difference."""
-    before = prometheus_values(urls["metrics"], ENGINE_METRICS)
+    before = await settled_engine_metrics(urls["metrics"])
     stats_before = triton_stats(urls["http"]) if stats else {}
     result = await send(image)
-    for _ in range(100):  # the stub's metrics reach Triton's endpoint a moment later
+    deadline = time.monotonic() + METRICS_WAIT_S
+    while True:
         after = prometheus_values(urls["metrics"], ENGINE_METRICS)
-        if after[ENGINE_FINISHED] > before[ENGINE_FINISHED] and after[ENGINE_TTFT_COUNT] > before[ENGINE_TTFT_COUNT]:
+        landed = (
+            after[ENGINE_FINISHED] > before[ENGINE_FINISHED] and after[ENGINE_TTFT_COUNT] > before[ENGINE_TTFT_COUNT]
+        )
+        if landed or time.monotonic() > deadline:
             break
-        await asyncio.sleep(0.02)
+        await asyncio.sleep(0.05)
     if (after[ENGINE_FINISHED] - before[ENGINE_FINISHED], after[ENGINE_TTFT_COUNT] - before[ENGINE_TTFT_COUNT]) != (
         1,
         1,
