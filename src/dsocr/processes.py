@@ -63,6 +63,9 @@ def marked_environment(variable: str) -> tuple[str, dict[str, str]]:
     return f"{variable}={marker}", {variable: marker, "SPT_NOENV": "1"}
 
 
+GROUP_EXIT_TIMEOUT_S = 30.0  # a killed process's memory is freed in well under a second
+
+
 def stop_group(process: subprocess.Popen, grace_s: float) -> bool:
     """SIGTERM a process started in a session of its own, wait up to grace_s, then SIGKILL whatever is
     left of its process group (stubs, engine cores). True when it had stopped by itself."""
@@ -82,9 +85,6 @@ def stop_group(process: subprocess.Popen, grace_s: float) -> bool:
     while group_members(process.pid) and time.monotonic() < deadline:
         time.sleep(0.1)
     return stopped
-
-
-GROUP_EXIT_TIMEOUT_S = 30.0
 
 
 def group_members(pgid: int) -> list[int]:
