@@ -213,8 +213,7 @@ class TritonEngine:
 
         try:
             async with asyncio.timeout(CANCEL_TIMEOUT_S):
-                async for _ in self._client.stream_infer(client.one_request(client.cancel_request(request_id))):
-                    break  # the model answers once, when it has aborted the generation
+                await client.cancel(self._client, request_id)
         except Exception as exc:  # the client is gone already; nobody to tell
             log.warning("could not cancel request %s in Triton: %r", request_id, exc)
         await responses.end(CANCELLED_END_TIMEOUT_S)

@@ -30,9 +30,13 @@ from tests.helpers import (
 def test_engine_metrics_are_on_tritons_metrics_endpoint(service):
     stream_ensemble(service.triton_grpc_url, page_png(), "<image>\nFree OCR.", {"max_tokens": 3, "ignore_eos": True})
     # The engine's figures reach Triton once a second (dsocr.triton.metrics), its last step's all at once.
+    # A scrape may fall between two of its counters: each is waited for.
     assert wait_until(lambda: service.metric("vllm:generation_tokens_total") >= 3, 10)
-    assert service.metric("vllm:prompt_tokens_total") > 0
+    assert wait_until(
+        lambda: "vllm:request_success_total{" in httpx.get(f"{service.triton_metrics_url}/metrics").text, 10
+    )
     assert service.metric("vllm:request_success_total") >= 1
+    assert service.metric("vllm:prompt_tokens_total") > 0
     assert service.metric("nv_inference_count") > 0  # Triton's own, same endpoint
     # The two queues the Kubernetes autoscaler adds up (deploy/monitoring/prometheus-adapter-values.yaml).
     text = httpx.get(f"{service.triton_metrics_url}/metrics").text

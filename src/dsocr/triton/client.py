@@ -89,11 +89,21 @@ async def one_request(request: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
 async def stream(
     client: aio_grpcclient.InferenceServerClient, request: dict[str, Any]
 ) -> AsyncIterator[grpcclient.InferResult]:
-    """Every response of one request, read to the stream's end; a streamed error raises InferenceServerException."""
+    """Every response of one request; a streamed error raises InferenceServerException at the stream's end.
+
+    The stream is read to its end, an error's too: a gRPC stream cancelled
+    while Triton 2.51 is still finishing its ensemble request now and then
+    leaves that request behind, and with it the ensemble, loaded until the
+    server's shutdown gives up waiting for it.
+    """
+    failure = None
     async for result, error in client.stream_infer(one_request(request)):
         if error is not None:
-            raise error
-        yield result
+            failure = failure or error
+        elif failure is None:
+            yield result
+    if failure is not None:
+        raise failure
 
 
 async def cancel(client: aio_grpcclient.InferenceServerClient, request_id: str) -> None:
