@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import time
-import urllib.error
 import urllib.request
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -177,13 +176,20 @@ class Repository:
     def status(self, model: str) -> bool | None:
         """Whether Triton says the model is ready; None when it does not answer (busy, or restarting): a
         server slow to answer is no reason to reload a model."""
+        states = self.states()
+        return None if states is None else states.get(model)
+
+    def states(self) -> dict[str, bool] | None:
+        """{model: whether Triton says it is ready} for the whole repository, in one call (the supervisor asks
+        every second); None when Triton does not answer."""
         try:
-            with urllib.request.urlopen(self.http_url + contract.ready_path(model), timeout=2) as response:
-                return response.status == 200
-        except urllib.error.HTTPError:  # Triton's answer for a model that is not ready: 400
-            return False
-        except OSError:
+            index = json.loads(self._post("/v2/repository/index", {}, timeout_s=2))
+        except (OSError, ValueError):
             return None
+        states: dict[str, bool] = {}
+        for entry in index:  # one entry per version: ready when one of them is
+            states[entry["name"]] = states.get(entry["name"], False) or entry.get("state") == "READY"
+        return states
 
     def load(self, model: str) -> None:
         """Load the model (again: a loaded model is replaced by a fresh one); raises OSError if Triton refuses."""
@@ -193,12 +199,12 @@ class Repository:
         """Unload the model and every model that depends on it (the ensemble)."""
         self._post(f"/v2/repository/models/{model}/unload", {"parameters": {"unload_dependents": True}})
 
-    def _post(self, path: str, body: dict) -> None:
+    def _post(self, path: str, body: dict, timeout_s: float | None = None) -> bytes:
         request = urllib.request.Request(
             self.http_url + path, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
         )
-        with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
-            response.read()
+        with urllib.request.urlopen(request, timeout=timeout_s or self.timeout_s) as response:
+            return response.read()
 
 
 @dataclass

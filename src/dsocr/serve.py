@@ -17,6 +17,7 @@ import argparse
 import contextlib
 import functools
 import os
+import select
 import shutil
 import signal
 import subprocess
@@ -301,10 +302,11 @@ def watch(stack: Stack, stopping: threading.Event) -> int:
     healer = Healer(stack, stopping)
     unready_since = None
     while not stopping.wait(1.0):
-        outcome = healer.check()
+        states = stack.repository().states()  # None: Triton does not answer (busy, or restarting)
+        outcome = healer.check(states)
         if outcome is not None:
             return outcome
-        if stack.repository().ready():
+        if states is not None and states.get(contract.ENSEMBLE):
             unready_since = None
         elif unready_since is None:
             unready_since = time.monotonic()
@@ -330,24 +332,43 @@ class Healer:
     def __init__(self, stack: Stack, stopping: threading.Event) -> None:
         self.stack, self.stopping = stack, stopping
         self._budgets: dict[str, healing.Budget] = {}
+        self._exits: list[int] | None = []  # a pidfd per live stub; None: walk /proc at every check
         self._instances = self._live_instances()  # what serves now: an instance gone from it died
 
     def _live_instances(self) -> dict[str, dict[str, str]]:
-        """{model: {instance: its shared-memory region}}."""
+        """{model: {instance: its shared-memory region}}; the stubs found are watched for their exit."""
         assert self.stack.triton is not None  # watched only once started
         table = list(healing.processes())
-        pid = self.stack.triton.process.pid
-        return {model: healing.live_instances(pid, model, table) for model in self.MODELS}
+        stubs = {model: healing.model_stubs(self.stack.triton.process.pid, model, table) for model in self.MODELS}
+        self._watch([stub.pid for found in stubs.values() for stub in found])
+        return {model: {stub.instance: stub.region for stub in found} for model, found in stubs.items()}
 
-    def check(self) -> int | None:
+    def _watch(self, pids: list[int]) -> None:
+        """A pidfd per stub: a check walks /proc (milliseconds of CPU, every second) only once one has exited."""
+        for fd in self._exits or []:
+            os.close(fd)
+        self._exits = []
+        try:
+            for pid in pids:
+                self._exits.append(os.pidfd_open(pid))
+        except OSError:  # gone already (the next check walks), or no pidfds on this kernel
+            for fd in self._exits:
+                os.close(fd)
+            self._exits = None
+
+    def _a_stub_exited(self) -> bool:
+        return self._exits is None or bool(select.select(self._exits, [], [], 0)[0])
+
+    def check(self, states: dict[str, bool] | None) -> int | None:
+        """`states`: the repository's (healing.Repository.states)."""
         for child in self.stack.children:
             if child.process.poll() is not None:
                 print(f"[serve] {child.name} exited with {child.process.returncode}", flush=True)
                 return self._healed(self._attempt(child.name, functools.partial(self._restart, child)))
-        live = self._live_instances()
+        live = self._live_instances() if self._a_stub_exited() else self._instances
         for model in self.MODELS:
             dead = {region for name, region in self._instances[model].items() if name not in live[model]}
-            if dead or self.stack.repository().status(model) is False:
+            if dead or (states is not None and states.get(model) is False):
                 return self._healed(self._attempt(model, functools.partial(self._reload, model, dead)))
         return None
 

@@ -99,13 +99,19 @@ def test_the_repository_api_reloads_a_model_and_unloads_its_dependents():
 
     class Triton(http.server.BaseHTTPRequestHandler):
         def do_POST(self):
-            requests.append((self.path, json.loads(self.rfile.read(int(self.headers["Content-Length"])))))
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            if self.path == "/v2/repository/index":  # as Triton 2.51 answers it
+                answer = [
+                    {"name": "deepseek_ocr", "version": "1", "state": "READY"},
+                    {"name": "preprocess", "version": "1", "state": "READY"},
+                    {"name": "vllm_model", "version": "1", "state": "UNAVAILABLE", "reason": "unloaded"},
+                ]
+            else:
+                requests.append((self.path, body))
+                answer = {}
             self.send_response(200)
             self.end_headers()
-
-        def do_GET(self):
-            self.send_response(200 if self.path == "/v2/models/deepseek_ocr/ready" else 400)
-            self.end_headers()
+            self.wfile.write(json.dumps(answer).encode())
 
         def log_message(self, *args):
             pass
@@ -118,6 +124,7 @@ def test_the_repository_api_reloads_a_model_and_unloads_its_dependents():
         repository.load("vllm_model")
         assert repository.ready() and not repository.ready("vllm_model")
         assert repository.status("vllm_model") is False  # Triton said so
+        assert repository.states() == {"deepseek_ocr": True, "preprocess": True, "vllm_model": False}
     finally:
         server.shutdown()
         server.server_close()
