@@ -302,10 +302,14 @@ def watch(stack: Stack, stopping: threading.Event) -> int:
     healer = Healer(stack, stopping)
     unready_since = None
     while not stopping.wait(1.0):
+        heals = healer.heals
         states = stack.repository().states()  # None: Triton does not answer (busy, or restarting)
         outcome = healer.check(states)
         if outcome is not None:
             return outcome
+        if healer.heals != heals:  # what Triton said before a heal is stale; readiness's clock starts again
+            unready_since = None
+            continue
         if states is not None and states.get(contract.ENSEMBLE):
             unready_since = None
         elif unready_since is None:
@@ -332,6 +336,7 @@ class Healer:
     def __init__(self, stack: Stack, stopping: threading.Event) -> None:
         self.stack, self.stopping = stack, stopping
         self._budgets: dict[str, healing.Budget] = {}
+        self.heals = 0  # done so far
         self._exits: list[int] | None = []  # a pidfd per live stub; None: walk /proc at every check
         self._instances = self._live_instances()  # what serves now: an instance gone from it died
 
@@ -374,7 +379,11 @@ class Healer:
 
     def _healed(self, outcome: int | None) -> int | None:
         if outcome is None:
+            self.heals += 1
             self._instances = self._live_instances()
+            # What the dead part left that the heal's own cleanup passed over: a region written just before
+            # the death looked too young to be nobody's then; by now it is not.
+            healing.remove(healing.stale_shared_memory())
         return outcome
 
     def _attempt(self, part: str, heal: Callable[[], bool]) -> int | None:
