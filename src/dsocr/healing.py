@@ -26,8 +26,6 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from dsocr.triton import contract
-
 STUB = "triton_python_backend_stub"
 SHARED_MEMORY = Path("/dev/shm")
 SHM_PREFIXES = ("triton_python_backend_shm_region_", "psm_")
@@ -170,18 +168,10 @@ class Repository:
         self.http_url = http_url.rstrip("/")
         self.timeout_s = timeout_s
 
-    def ready(self, model: str = contract.ENSEMBLE) -> bool:
-        return self.status(model) is True
-
-    def status(self, model: str) -> bool | None:
-        """Whether Triton says the model is ready; None when it does not answer (busy, or restarting): a
-        server slow to answer is no reason to reload a model."""
-        states = self.states()
-        return None if states is None else states.get(model)
-
     def states(self) -> dict[str, bool] | None:
         """{model: whether Triton says it is ready} for the whole repository, in one call (the supervisor asks
-        every second); None when Triton does not answer."""
+        every second); None when Triton does not answer (busy, or restarting): a server slow to answer is no
+        reason to reload a model."""
         try:
             index = json.loads(self._post("/v2/repository/index", {}, timeout_s=2))
         except (OSError, ValueError):
