@@ -96,6 +96,13 @@ class Child:
     process: subprocess.Popen
     ready_url: str
 
+    def __post_init__(self) -> None:
+        # Reaped the moment it dies. A dead tritonserver left a zombie keeps its stubs alive (they ask whether
+        # their server lives with kill(pid, 0)), and a stub started during a model load holds the load's
+        # connection: the heal's repository call would wait out its timeout. (poll() answers None while this
+        # thread waits, then the exit code it set.)
+        threading.Thread(target=self.process.wait, name=f"reap {self.name}", daemon=True).start()
+
     def stop(self, grace_s: float) -> None:
         """SIGTERM, wait, then SIGKILL whatever is left of the process group."""
         if not stop_group(self.process, grace_s):
@@ -418,6 +425,15 @@ class Healer:
         Triton cannot let go of a dead instance."""
         repository, triton = self.stack.repository(), self.stack.triton
         assert triton is not None
+        if triton.process.poll() is not None:
+            # It died during the last attempt: Triton 2.51 can abort (boost lock_exception) finalising an
+            # instance whose stub died.
+            print(
+                f"[serve] tritonserver exited with {triton.process.returncode} while {model} was reloaded; "
+                "restarting it",
+                flush=True,
+            )
+            return self._restart(triton, grace_s=0)
         print(f"[serve] {model} is down (a dead instance or engine); reloading it with the ensemble", flush=True)
         started = time.monotonic()
         try:
