@@ -18,8 +18,11 @@ The workloads: `long`, small images and --max-tokens output tokens each (ignore_
 
 Host CPU is the user + system time of a system's processes outside vLLM's engine (benchkit.host): ours the
 frontend, tritonserver and the stubs; `vllm serve`'s its API server(s). Per level: output tok/s,
-images/s, TTFT p50, host CPU ms per output token and per request, and the pages/s one core of host CPU
-would carry at that cost. Results: docs/benchmarks/host_cost_<workload>-<device>.json and the report.
+images/s, TTFT p50, host CPU ms per output token and per request, the pages/s one core of host CPU
+would carry at that cost, and the same per process. Before the first level every system's idle rate is
+metered (--idle-s, all loaded, nothing in flight); a level's host CPU net of idle subtracts that rate over
+its wall time: on a CPU a page lasts seconds, and what the processes spend idle meanwhile would be charged
+to it as it is not on a GPU. Results: docs/benchmarks/host_cost_<workload>-<device>.json and the report.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +63,7 @@ def parse_args(argv: list[str] | None = None):
     p.add_argument("--min-requests", type=int, help="at least this many requests per level, system and round")
     p.add_argument("--rounds", type=int, default=2, help="rounds per level, the systems' order reversed each round")
     p.add_argument("--warmup", type=int, default=2, help="untimed requests per system first")
+    p.add_argument("--idle-s", type=float, default=20.0, help="how long the loaded systems' idle CPU is metered")
     p.add_argument("--instruction", default="Free OCR.")
     p.add_argument("--max-crops", type=int, default=6)
     p.add_argument("--ngram-size", type=int, default=30)
@@ -111,32 +116,62 @@ async def rounds(args, clients: dict[str, OpenAIChat], meters: dict[str, HostCPU
     for client in clients.values():
         for index in range(args.warmup):
             await client(images[index % len(images)])
+    idle = await idle_cpu_per_s(meters, args.idle_s)
     levels: dict[str, list[dict]] = {name: [] for name in clients}
     for concurrency in args.concurrency:
         requests = requests_for(concurrency, 1, args.min_requests)
-        measured: dict[str, list[tuple[dict, float]]] = {name: [] for name in clients}
+        measured: dict[str, list[tuple[dict, dict[str, float]]]] = {name: [] for name in clients}
         for index in range(args.rounds):
             for name in list(clients)[:: -1 if index % 2 else 1]:
-                before = meters[name].seconds()
+                before = meters[name].by_role()
                 level = await run_level(clients[name], images, concurrency, requests)
-                measured[name].append((level.to_dict(), meters[name].seconds() - before))
+                used = difference(meters[name].by_role(), before)
+                measured[name].append((level.to_dict(), used))
                 print(
                     f"[bench] {name:20} c={concurrency:<3} round {index + 1}: {level.output_tokens_per_s:8.1f} tok/s "
-                    f"{level.images_per_s:6.3f} images/s  host CPU {measured[name][-1][1]:6.2f} s",
+                    f"{level.images_per_s:6.3f} images/s  host CPU {sum(used.values()):6.2f} s",
                     flush=True,
                 )
         for name, runs in measured.items():
-            levels[name].append(with_host_cost(pooled([level for level, _ in runs]), sum(cpu for _, cpu in runs)))
+            by_role = {role: sum(used.get(role, 0.0) for _, used in runs) for _, one in runs for role in one}
+            levels[name].append(with_host_cost(pooled([level for level, _ in runs]), by_role, idle[name]))
     return levels
 
 
-def with_host_cost(level: dict, host_cpu_s: float) -> dict:
+async def idle_cpu_per_s(meters: dict[str, HostCPU], seconds: float) -> dict[str, dict[str, float]]:
+    """Each loaded system's CPU seconds a second, by role, with no request in flight: what its processes spend
+    whether or not they serve (event loops' ticks, health polling), charged to every request while it lasts."""
+    before = {name: meter.by_role() for name, meter in meters.items()}
+    started = time.monotonic()
+    await asyncio.sleep(seconds)
+    elapsed = time.monotonic() - started
+    idle = {
+        name: {r: s / elapsed for r, s in difference(meter.by_role(), before[name]).items()}
+        for name, meter in meters.items()
+    }
+    for name, rates in idle.items():
+        print(f"[bench] {name:20} idle: {1000 * sum(rates.values()):.1f} ms of CPU a second", flush=True)
+    return idle
+
+
+def difference(after: dict[str, float], before: dict[str, float]) -> dict[str, float]:
+    return {role: seconds - before.get(role, 0.0) for role, seconds in after.items()}
+
+
+def with_host_cost(level: dict, by_role: dict[str, float], idle_per_s: dict[str, float]) -> dict:
+    """Host CPU per output token and per request; per request also net of what the system spends idle over the
+    level's wall time (on a CPU a request lasts seconds, and the idle cost weighs on it as it would not on a GPU)."""
     tokens = sum(sample[3] for sample in level["samples"])
+    host_cpu_s = sum(by_role.values())
+    idle_s = sum(idle_per_s.values()) * level["wall_s"]
     return {
         **level,
         "host_cpu_s": host_cpu_s,
+        "host_cpu_s_by_role": by_role,
+        "idle_cpu_ms_per_s": {role: 1000 * rate for role, rate in idle_per_s.items()},
         "host_cpu_ms_per_token": 1000 * host_cpu_s / max(tokens, 1),
         "host_cpu_ms_per_request": 1000 * host_cpu_s / level["requests"],
+        "host_cpu_net_ms_per_request": 1000 * (host_cpu_s - idle_s) / level["requests"],
     }
 
 

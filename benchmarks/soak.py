@@ -30,6 +30,7 @@ import numpy as np
 import psutil
 
 from benchmarks.benchkit import cli, report, systems
+from benchmarks.benchkit.host import role
 from benchmarks.benchkit.images import make_images
 from dsocr import healing, processes
 
@@ -37,13 +38,6 @@ MODES = ("tiny", "small", "base", "gundam")
 # action -> weight: what a minute of traffic is made of
 MIX = {"chat": 5, "stream": 3, "document": 1, "leave": 1, "bad_image": 1, "bad_parameter": 1, "bad_document": 1}
 GOOD = ("chat", "stream", "document")
-ROLES = {  # a process's role, by what its command line or name says
-    "frontend": "openai_frontend",
-    "tritonserver": "tritonserver",
-    "preprocess stub": "/preprocess/1/model.py",
-    "vllm_model stub": "/vllm_model/1/model.py",
-    "engine": "VLLM::",
-}
 
 
 def parse_args(argv: list[str] | None = None):
@@ -127,15 +121,6 @@ async def run_traffic(traffic: Traffic, args, deadline: float, records: list[dic
             records.append({"at": started, "action": action, "status": status, "s": time.monotonic() - started})
 
     await asyncio.gather(*(client(i) for i in range(args.clients)))
-
-
-def role(process: psutil.Process) -> str:
-    with contextlib.suppress(psutil.Error):
-        text = process.name() + " " + " ".join(process.cmdline())
-        for name, mark in ROLES.items():
-            if mark in text:
-                return name
-    return "other"
 
 
 def sample(marker: str) -> dict[str, Any]:

@@ -353,6 +353,8 @@ HOST_COST_COLUMNS = [
     "host CPU ms/token",
     "host CPU ms/request",
     "host CPU vs (c)",
+    "net of idle ms/request",
+    "net vs (c)",
     "requests/s per host core",
 ]
 
@@ -375,9 +377,27 @@ def host_cost_markdown(data: dict) -> str:
                     f"{lv['host_cpu_ms_per_token']:.3f}",
                     f"{lv['host_cpu_ms_per_request']:.0f}",
                     f"{lv['host_cpu_ms_per_token'] / ref['host_cpu_ms_per_token']:.2f}x" if ref else "–",
+                    f"{lv['host_cpu_net_ms_per_request']:.0f}",
+                    f"{lv['host_cpu_net_ms_per_request'] / ref['host_cpu_net_ms_per_request']:.2f}x" if ref else "–",
                     f"{1000 / lv['host_cpu_ms_per_request']:.1f}",
                 ]
             )
+    roles = sorted(
+        {role for levels in runs.values() for lv in levels for role, s in lv["host_cpu_s_by_role"].items() if s}
+    )
+    by_role = [
+        [HOST_COST_SYSTEMS[name], str(lv["concurrency"])]
+        + [f"{1000 * lv['host_cpu_s_by_role'].get(role, 0.0) / lv['requests']:.1f}" for role in roles]
+        for name, levels in runs.items()
+        for lv in levels
+    ]
+    idle = "; ".join(
+        f"{HOST_COST_SYSTEMS[name]} {sum(levels[0]['idle_cpu_ms_per_s'].values()):.1f} ("
+        + ", ".join(f"{role} {rate:.1f}" for role, rate in sorted(levels[0]["idle_cpu_ms_per_s"].items()) if rate)
+        + ")"
+        for name, levels in runs.items()
+        if levels
+    )
     interval = s["stream_interval"]
     coalescing = (
         f"Our engine.json streams every {interval} tokens (the first and the last at once); (c) matched is "
@@ -395,6 +415,10 @@ def host_cost_markdown(data: dict) -> str:
             "the processes outside vLLM's engine (ours: frontend, tritonserver, stubs; `vllm serve`: its API "
             "server(s)). " + coalescing,
             table(HOST_COST_COLUMNS, rows),
+            f"Idle, every system loaded and no request in flight (ms of CPU a second, by process): {idle}. "
+            "Net of idle: a level's host CPU less that rate over its wall time, per request.",
+            "Host CPU ms per request, by process:",
+            table(["system", "concurrency", *roles], by_role),
         ]
     )
 

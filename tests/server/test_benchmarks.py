@@ -203,11 +203,15 @@ def test_host_cost_counts_the_stacks_processes_outside_the_engine(service):
     assert "tritonserver" in names and any("python" in name for name in names), names
     assert not any("EngineCore" in name or "Worker" in name for name in names), names
     meter = HostCPU(service.marker)
-    before = meter.seconds()
+    before = meter.by_role()
+    assert {"frontend", "tritonserver", "preprocess stub", "vllm_model stub", "serve supervisor"} <= set(before)
     client = service.client()
     client.chat.completions.create(model="deepseek-ocr", messages=[{"role": "user", "content": [
         {"type": "image_url", "image_url": {"url": make_images("small", 1)[0].data_url}}]}], max_tokens=2)  # fmt: skip
-    assert meter.seconds() > before
+    used = bench_host_cost.difference(meter.by_role(), before)
+    # The request went through each of them; the sum is what seconds() says.
+    assert all(used[role] > 0 for role in ("frontend", "preprocess stub", "vllm_model stub")), used
+    assert meter.seconds() == pytest.approx(sum(meter.by_role().values()))
 
 
 def test_host_cost_asks_every_vllm_serve_for_the_same_engine_and_says_how_each_differs():
@@ -216,9 +220,18 @@ def test_host_cost_asks_every_vllm_serve_for_the_same_engine_and_says_how_each_d
     assert bench_host_cost.serve_flags("vllm_serve_matched", engine_args)["stream_interval"] == 8
     api2 = systems.vllm_serve_command(bench_host_cost.serve_flags("vllm_serve_api2", {"max_model_len": 4096}), 9)
     assert api2[api2.index("--api-server-count") + 1] == "2"
-    level = {"requests": 4, "samples": [(0.1, 1.0, 100, 10)] * 4}
-    costed = bench_host_cost.with_host_cost(level, host_cpu_s=0.2)
+    level = {"concurrency": 1, "requests": 4, "wall_s": 2.0, "output_tokens_per_s": 20.0, "images_per_s": 2.0,
+             "ttft_p50_s": 0.1, "samples": [(0.1, 1.0, 100, 10)] * 4}  # fmt: skip
+    # 0.2 s of host CPU in 2 s of wall time, 0.01 s a second of it spent idle: 0.18 s for the 4 requests.
+    costed = bench_host_cost.with_host_cost(level, {"frontend": 0.15, "tritonserver": 0.05}, {"tritonserver": 0.01})
     assert (costed["host_cpu_ms_per_token"], costed["host_cpu_ms_per_request"]) == (5.0, 50.0)
+    assert costed["host_cpu_net_ms_per_request"] == pytest.approx(45.0)
+    data = {"settings": {"stream_interval": 8, "model": "m", "images": 1, "image_set": "small", "max_tokens": 10,
+            "rounds": 1}, "conditions": {"before": {"time": "t", "platform": "p", "cpus": 2}},
+            "systems": {"frontend": [costed], "vllm_serve": [costed]}}  # fmt: skip
+    text = report.host_cost_markdown(data)
+    assert "| (a) our frontend over Triton | 1 | 37.5 | 12.5 |" in text  # ms per request by process
+    assert "(a) our frontend over Triton 10.0 (tritonserver 10.0)" in text  # idle ms a second
 
 
 def test_soak_records_memory_outcomes_and_latency_of_a_running_stack(service, tmp_path):

@@ -120,7 +120,7 @@ class TritonPythonModel:
         from vllm.v1.engine.async_llm import AsyncLLM
 
         from dsocr.triton.generation import ngram_whitelist
-        from dsocr.triton.metrics import TritonStatLogger
+        from dsocr.triton.metrics import NoPrometheus, TritonStatLogger
         from dsocr.vllm_plugin import ENGINE_ARGS
 
         def stat_logger(vllm_config, engine_index=0):
@@ -129,7 +129,7 @@ class TritonPythonModel:
 
         self._stat_loggers = []
         engine = AsyncLLM.from_engine_args(
-            AsyncEngineArgs(**{**engine_args, **ENGINE_ARGS}), stat_loggers=[stat_logger]
+            AsyncEngineArgs(**{**engine_args, **ENGINE_ARGS}), stat_loggers=[stat_logger, NoPrometheus]
         )
         return engine, ngram_whitelist(engine.get_tokenizer())
 

@@ -22,7 +22,7 @@ from collections import Counter, defaultdict
 from typing import Any
 
 import triton_python_backend_utils as pb_utils
-from vllm.v1.metrics.loggers import StatLoggerBase
+from vllm.v1.metrics.loggers import PrometheusStatLogger, StatLoggerBase
 
 _GAUGES = {
     "vllm:num_requests_running": "Requests in the engine's running batch",
@@ -139,3 +139,26 @@ class TritonStatLogger(StatLoggerBase):
         self._by_reason.clear()
         self._families.clear()
         self._success = None
+
+
+class NoPrometheus(PrometheusStatLogger):
+    """Given to the engine in place of vLLM's own Prometheus logger, which it adds unless one is given.
+
+    In a stub nothing scrapes vLLM's registry (Triton's endpoint shows what TritonStatLogger sends), and that
+    logger's labelled counters and histograms cost the engine's event loop every step.
+    """
+
+    def __init__(self, vllm_config, engine_indexes=None):
+        pass
+
+    def record(self, *args, **kwargs):
+        pass
+
+    def record_sleep_state(self, sleep: int = 0, level: int = 0):
+        pass
+
+    def record_admission_rejection(self, reason: str) -> None:
+        pass
+
+    def log_engine_initialized(self):
+        pass
