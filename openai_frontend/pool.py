@@ -38,9 +38,16 @@ class TritonPool:
     @classmethod
     async def connect(cls, urls: list[str]) -> TritonPool:
         pool = cls([TritonEngine(url) for url in urls])
-        await pool._probe()
-        pool._prober = asyncio.create_task(pool._probe_forever())
+        await pool.start()
         return pool
+
+    async def start(self) -> None:
+        """Probe readiness now and, with servers to choose between, every PROBE_INTERVAL_S. One server gets
+        every request, ready or not (its error says what is wrong), and /health/ready probes it afresh: a
+        background probe would only cost CPU while the service is idle."""
+        await self._probe()
+        if len(self._servers) > 1:
+            self._prober = asyncio.create_task(self._probe_forever())
 
     async def ready(self) -> bool:
         await self._probe()

@@ -21,8 +21,10 @@ class Server:
         self.fails_after_first = fails_after_first
         self.finish = asyncio.Event()
         self.closed_streams = 0
+        self.probes = 0
 
     async def ready(self) -> bool:
+        self.probes += 1
         return self.is_ready
 
     async def generate(self, image, prompt, parameters):
@@ -114,3 +116,17 @@ def test_a_server_failing_after_output_was_streamed_fails_the_request():
         assert good.closed_streams == 0  # not retried: the client has part of the answer
 
     asyncio.run(scenario())
+
+
+def test_readiness_is_probed_in_the_background_only_with_servers_to_choose_between(monkeypatch):
+    monkeypatch.setattr("openai_frontend.pool.PROBE_INTERVAL_S", 0.01)
+
+    async def probes(servers: list[Server]) -> list[int]:
+        pool = TritonPool(servers)
+        await pool.start()
+        await asyncio.sleep(0.2)
+        await pool.close()
+        return [server.probes for server in servers]
+
+    assert asyncio.run(probes([Server("only")])) == [1]  # at the start only
+    assert all(count > 5 for count in asyncio.run(probes([Server("a"), Server("b")])))
