@@ -77,6 +77,3 @@ class HostCPU:
         for pid, seconds in self._last.items():
             totals[self._processes[pid][1]] += seconds
         return dict(totals)
-
-    def seconds(self) -> float:
-        return sum(self.by_role().values())

@@ -209,9 +209,7 @@ def test_host_cost_counts_the_stacks_processes_outside_the_engine(service):
     client.chat.completions.create(model="deepseek-ocr", messages=[{"role": "user", "content": [
         {"type": "image_url", "image_url": {"url": make_images("small", 1)[0].data_url}}]}], max_tokens=2)  # fmt: skip
     used = bench_host_cost.difference(meter.by_role(), before)
-    # The request went through each of them; the sum is what seconds() says.
-    assert all(used[role] > 0 for role in ("frontend", "preprocess stub", "vllm_model stub")), used
-    assert meter.seconds() == pytest.approx(sum(meter.by_role().values()))
+    assert all(used[role] > 0 for role in ("frontend", "preprocess stub", "vllm_model stub")), used  # its path
 
 
 def test_host_cost_asks_every_vllm_serve_for_the_same_engine_and_says_how_each_differs():
