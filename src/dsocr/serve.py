@@ -445,12 +445,14 @@ class Healer:
         # Triton 2.51 can wait for ever to unload a model one of whose stubs died (the server's exit
         # then times out too): what is left of the model is stopped here.
         table = list(healing.processes())
-        self._kill([stub.pid for stub in healing.model_stubs(server, model, table)])
+        stopped = healing.model_stubs(server, model, table)
+        self._kill([stub.pid for stub in stopped])
         self._kill(healing.orphan_engines(server, table))
         self._wait_gone(model, server)
-        if self._held(dead_regions, server):
+        if self._held(dead_regions | {stub.region for stub in stopped}, server):
             # Triton 2.51 never finishes tearing down an instance whose stub died in the middle of a request
-            # (it waits on the dead stub): its memory stays mapped and the server's own exit would time out.
+            # (it waits on the dead stub), the stubs killed here included: its memory stays mapped and the
+            # server's own exit would time out.
             print(f"[serve] tritonserver cannot let go of the dead {model} instance; restarting it", flush=True)
             return self._restart(triton, grace_s=0)
         healing.remove(healing.stale_shared_memory())
