@@ -12,12 +12,15 @@ every figure of a level comes from the same rounds. The systems:
   vllm_serve          (c) `vllm serve`, DeepSeek's flags, vLLM's defaults otherwise
   vllm_serve_matched  (c) with `--stream-interval` set to ours, when our engine.json coalesces tokens
   vllm_serve_api2     (c) with `--api-server-count 2`: vLLM's own way to spread preprocessing over processes
+  asyncllm            (d) vLLM's AsyncLLM in a process of its own, no server (benchkit.asyncllm): the engine's
+                      client alone, the floor of what a token costs outside the engine, with our engine
+                      arguments (our stream interval included) as our vLLM model's stub runs it
 
 The workloads: `long`, small images and --max-tokens output tokens each (ignore_eos): the per-token path;
 `page`, Gundam A4 pages and one output token: the per-page path (decode, views, hand-over to the engine).
 
 Host CPU is the user + system time of a system's processes outside vLLM's engine (benchkit.host): ours the
-frontend, tritonserver and the stubs; `vllm serve`'s its API server(s). Per level: output tok/s,
+frontend, tritonserver and the stubs; `vllm serve`'s its API server(s); (d)'s its one process. Per level: output tok/s,
 images/s, TTFT p50, host CPU ms per output token and per request, the pages/s one core of host CPU
 would carry at that cost, and the same per process. Before the first level every system's idle rate is
 metered (--idle-s, all loaded, nothing in flight); a level's host CPU net of idle subtracts that rate over
@@ -29,20 +32,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from benchmarks.benchkit import cli, report, systems
-from benchmarks.benchkit.clients import OpenAIChat
+from benchmarks.benchkit.asyncllm import READY_PATH
+from benchmarks.benchkit.clients import InProcessEngineClient, OpenAIChat
 from benchmarks.benchkit.host import HostCPU
 from benchmarks.benchkit.images import IMAGE_SETS, make_images
-from benchmarks.benchkit.load import pooled, requests_for, run_level
-from benchmarks.compare import frontend_extra_body, ngram_whitelist, vllm_serve_extra_body
+from benchmarks.benchkit.load import Send, pooled, requests_for, run_level
+from benchmarks.compare import frontend_extra_body, ngram_whitelist, prompt, vllm_serve_extra_body
 from dsocr import processes
 
-SYSTEMS = ("frontend", "vllm_serve", "vllm_serve_matched", "vllm_serve_api2")  # report.HOST_COST_SYSTEMS
+SYSTEMS = ("frontend", "vllm_serve", "vllm_serve_matched", "vllm_serve_api2", "asyncllm")  # report.HOST_COST_SYSTEMS
 WORKLOADS = {"long": "host_cost_long", "page": "host_cost_page"}  # -> result name
 DEFAULTS = {
     ("cpu", "long"): {"image_set": "small", "concurrency": [1, 4, 8, 16], "max_tokens": 1024, "min_requests": 4},
@@ -74,10 +80,11 @@ def parse_args(argv: list[str] | None = None):
 
 
 def default_systems(args) -> list[str]:
-    extra = "vllm_serve_api2" if args.workload == "page" else "vllm_serve_matched"
-    if extra == "vllm_serve_matched" and our_stream_interval(args) <= 1:
-        return ["frontend", "vllm_serve"]
-    return ["frontend", "vllm_serve", extra]
+    """(a) and (c); per pages (c) with two API servers; per token (c) at our stream interval, and (d)."""
+    if args.workload == "page":
+        return ["frontend", "vllm_serve", "vllm_serve_api2"]
+    matched = ["vllm_serve_matched"] if our_stream_interval(args) > 1 else []
+    return ["frontend", "vllm_serve", *matched, "asyncllm"]
 
 
 def our_stream_interval(args) -> int:
@@ -96,23 +103,43 @@ def serve_flags(name: str, engine_args: dict) -> dict:
 
 @contextlib.contextmanager
 def started(name: str, args, model: str, logs: Path):
-    """One system, loaded and ready: (its base URL, its host CPU meter, the extension fields it takes)."""
+    """One system, loaded and ready: (its host CPU meter, a function that makes a client of it)."""
     env = systems.serve_env(model, args.device)
     engine_args = systems.engine_args(model, args.device)
-    if name == "frontend":
-        ports = processes.free_ports()
-        command = systems.stack_command(model, args.device, ports)
-        url, ready, body = f"http://127.0.0.1:{ports['port']}", "/health/ready", frontend_extra_body(args)
-    else:
+    concurrency = max(args.concurrency)
+    if name == "asyncllm":
         port = processes.free_port()
-        command = systems.vllm_serve_command(serve_flags(name, engine_args), port)
-        url, ready, body = f"http://127.0.0.1:{port}", "/v1/models", vllm_serve_extra_body(args, ngram_whitelist(model))
+        config = logs / "asyncllm-config.json"
+        config.write_text(
+            json.dumps({"engine_args": engine_args, "prompt": prompt(args), "max_tokens": args.max_tokens})
+        )
+        command = [sys.executable, "-m", "benchmarks.benchkit.asyncllm", f"--port={port}", f"--config={config}"]
+        url = f"http://127.0.0.1:{port}"
+        ready = url + READY_PATH
+
+        def client():
+            return InProcessEngineClient(url, concurrency)
+    else:
+        if name == "frontend":
+            ports = processes.free_ports()
+            command = systems.stack_command(model, args.device, ports)
+            url, ready, body = f"http://127.0.0.1:{ports['port']}", "/health/ready", frontend_extra_body(args)
+        else:
+            port = processes.free_port()
+            command = systems.vllm_serve_command(serve_flags(name, engine_args), port)
+            url, ready = f"http://127.0.0.1:{port}", "/v1/models"
+            body = vllm_serve_extra_body(args, ngram_whitelist(model))
+        ready = url + ready
+
+        def client():
+            return OpenAIChat(url, systems.SERVED_NAME, args.instruction, args.max_tokens, body, concurrency)
+
     with systems.ServerProcess(report.HOST_COST_SYSTEMS[name], command, env, logs / f"{name}.log") as server:
-        server.wait_ready(url + ready, args.ready_timeout_s)
-        yield url, HostCPU(server.marker), body
+        server.wait_ready(ready, args.ready_timeout_s)
+        yield HostCPU(server.marker), client
 
 
-async def rounds(args, clients: dict[str, OpenAIChat], meters: dict[str, HostCPU], images) -> dict[str, list[dict]]:
+async def rounds(args, clients: dict[str, Send], meters: dict[str, HostCPU], images) -> dict[str, list[dict]]:
     for client in clients.values():
         for index in range(args.warmup):
             await client(images[index % len(images)])
@@ -197,14 +224,9 @@ def main(argv: list[str] | None = None) -> dict:
         loaded = {name: stack.enter_context(started(name, args, model, logs)) for name in args.systems}
 
         async def run() -> dict[str, list[dict]]:
-            clients = {
-                name: OpenAIChat(
-                    url, systems.SERVED_NAME, args.instruction, args.max_tokens, body, max(args.concurrency)
-                )
-                for name, (url, _, body) in loaded.items()
-            }
+            clients = {name: client() for name, (_, client) in loaded.items()}
             try:
-                return await rounds(args, clients, {name: meter for name, (_, meter, _) in loaded.items()}, images)
+                return await rounds(args, clients, {name: meter for name, (meter, _) in loaded.items()}, images)
             finally:
                 for client in clients.values():
                     await client.close()

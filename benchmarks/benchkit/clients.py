@@ -6,6 +6,9 @@ clock, so only the server differs. Each server gets its own extension
 fields (`extra_body`) to ask for the same work: a fixed number of tokens
 (ignore_eos), DeepSeek's n-gram rule, special tokens kept.
 
+`InProcessEngineClient` drives (d), vLLM's AsyncLLM in a process of its own
+(benchkit.asyncllm): one POST of the image per request, timed in that process.
+
 `TritonEnsemble` is a direct gRPC client of the ensemble, one stream per
 request, as the frontend itself talks to Triton: the frontend's added cost is
 the difference between the two.
@@ -21,6 +24,7 @@ import httpx
 import tritonclient.grpc.aio as grpcclient
 from tritonclient.utils import InferenceServerException
 
+from benchmarks.benchkit.asyncllm import GENERATE_PATH
 from benchmarks.benchkit.images import Sample
 from benchmarks.benchkit.load import RequestResult, Stopwatch
 from dsocr.triton import client as ensemble
@@ -30,6 +34,24 @@ HTTP_TIMEOUT_S = 1800.0  # a CPU level of many tiled pages takes minutes
 
 class ServerError(RuntimeError):
     pass
+
+
+class InProcessEngineClient:
+    """Sends one request per call to (d)'s process; the request is timed there, where the engine runs."""
+
+    def __init__(self, base_url: str, concurrency: int = 64) -> None:
+        self._url = base_url.rstrip("/") + GENERATE_PATH
+        limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+        self._http = httpx.AsyncClient(timeout=HTTP_TIMEOUT_S, limits=limits)
+
+    async def __call__(self, image: Sample) -> RequestResult:
+        response = await self._http.post(self._url, content=image.data)
+        if response.status_code != 200:
+            raise ServerError(f"{self._url}: {response.status_code} {response.text[:500]}")
+        return RequestResult(**response.json())
+
+    async def close(self) -> None:
+        await self._http.aclose()
 
 
 class OpenAIChat:

@@ -4,7 +4,8 @@ A system is every process carrying its environment marker (dsocr.processes)
 but vLLM's engine (its EngineCore and model-runner workers): for our stack
 the frontend, tritonserver and its Python-backend stubs (the vLLM model's
 stub runs vLLM's output handling, as `vllm serve`'s API server does); for
-`vllm serve` its API server process(es). CPU time is user + system, read
+`vllm serve` its API server process(es); for AsyncLLM in a process of its
+own (benchkit.asyncllm) that process. CPU time is user + system, read
 before and after a stretch of load: both systems are measured the same way.
 """
 
@@ -26,6 +27,7 @@ ROLES = {  # a process's role, by what its name or command line says (the first 
     "tritonserver": ("tritonserver",),
     "serve supervisor": ("dsocr.serve",),
     "API server": ("vllm.entrypoints", "APIServer"),  # `vllm serve`'s, one or several
+    "AsyncLLM process": ("benchmarks.benchkit.asyncllm",),  # the host-cost benchmark's (d)
     "engine": ("VLLM::",),
 }
 

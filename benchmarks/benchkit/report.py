@@ -359,6 +359,30 @@ HOST_COST_COLUMNS = [
 ]
 
 
+def against_the_engine_client(runs: dict) -> list[str]:
+    """(a) as a ratio of (d), vLLM's AsyncLLM alone, level by level: throughput, and host CPU per request of
+    the whole stack and of the vLLM model's stub (where our stack runs that same client)."""
+    floor = {lv["concurrency"]: lv for lv in runs.get("asyncllm", [])}
+    pairs = [(lv, floor[lv["concurrency"]]) for lv in runs.get("frontend", []) if lv["concurrency"] in floor]
+    if not pairs:
+        return []
+
+    def ratios(of, of_theirs=None) -> str:
+        return " / ".join(f"{of(ours) / (of_theirs or of)(theirs):.2f}x" for ours, theirs in pairs)
+
+    def per_request(level: dict, role: str | None = None) -> float:
+        seconds = level["host_cpu_s"] if role is None else level["host_cpu_s_by_role"].get(role, 0.0)
+        return seconds / level["requests"]
+
+    concurrency = " / ".join(str(ours["concurrency"]) for ours, _ in pairs)
+    return [
+        f"(a) against (d), vLLM's engine client with nothing around it, at concurrency {concurrency}: output "
+        f"tok/s {ratios(lambda lv: lv['output_tokens_per_s'])} (target 0.95x); host CPU per request "
+        f"{ratios(per_request)}, of which the vLLM model's stub alone (the same client, in Triton) "
+        f"{ratios(lambda lv: per_request(lv, 'vllm_model stub'), per_request)}."
+    ]
+
+
 def host_cost_markdown(data: dict) -> str:
     s, runs = data["settings"], data["systems"]
     reference = runs.get("vllm_serve", [])
@@ -413,8 +437,9 @@ def host_cost_markdown(data: dict) -> str:
             f"token(s) per request (ignore_eos); every system loaded at once, each level run on one after the "
             f"other in {s['rounds']} rounds, the order reversed each round. Host CPU: the user + system time of "
             "the processes outside vLLM's engine (ours: frontend, tritonserver, stubs; `vllm serve`: its API "
-            "server(s)). " + coalescing,
+            "server(s); (d): its one process). " + coalescing,
             table(HOST_COST_COLUMNS, rows),
+            *against_the_engine_client(runs),
             f"Idle, every system loaded and no request in flight (ms of CPU a second, by process): {idle}. "
             "Net of idle: a level's host CPU less that rate over its wall time, per request.",
             "Host CPU ms per request, by process:",

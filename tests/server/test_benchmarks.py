@@ -230,6 +230,32 @@ def test_host_cost_asks_every_vllm_serve_for_the_same_engine_and_says_how_each_d
     text = report.host_cost_markdown(data)
     assert "| (a) our frontend over Triton | 1 | 37.5 | 12.5 |" in text  # ms per request by process
     assert "(a) our frontend over Triton 10.0 (tritonserver 10.0)" in text  # idle ms a second
+    assert "against (d)" not in text
+    stub = {**costed, "host_cpu_s_by_role": {"vllm_model stub": 0.1, "frontend": 0.1}}
+    floor = {
+        **costed,
+        "output_tokens_per_s": 25.0,
+        "host_cpu_s": 0.08,
+        "host_cpu_s_by_role": {"AsyncLLM process": 0.08},
+    }
+    text = report.host_cost_markdown({**data, "systems": {"frontend": [stub], "asyncllm": [floor]}})
+    assert "concurrency 1: output tok/s 0.80x (target 0.95x); host CPU per request 2.50x" in text
+    assert "the vLLM model's stub alone (the same client, in Triton) 1.25x" in text
+
+
+def test_host_cost_runs_vllms_engine_client_alone_as_the_floor(tmp_path):
+    """(d) in the host-cost benchmark: AsyncLLM in a process of its own behind a POST, its host CPU that process's
+    and not the engine's, the level and its figures recorded like any system's."""
+    data = bench_host_cost.main([
+        *TINY, *outputs(tmp_path), "--systems", "asyncllm", "--max-tokens", "4", "--min-requests", "2",
+        "--rounds", "1", "--warmup", "1", "--idle-s", "1",
+    ])  # fmt: skip
+    (level,) = data["systems"]["asyncllm"]
+    assert level["requests"] == 2 and level["completion_tokens"] == [4] and level["prompt_tokens"][0] > 100
+    used = {role for role, seconds in level["host_cpu_s_by_role"].items() if seconds}  # not the engine's
+    assert used == {"AsyncLLM process"}, level["host_cpu_s_by_role"]
+    assert level["host_cpu_s"] > 0 and level["host_cpu_ms_per_token"] > 0
+    assert "| (d) AsyncLLM in-process | 1 |" in (tmp_path / "BENCHMARKS.md").read_text()
 
 
 def test_soak_records_memory_outcomes_and_latency_of_a_running_stack(service, tmp_path):
