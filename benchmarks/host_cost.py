@@ -20,8 +20,8 @@ The workloads: `long`, small images and --max-tokens output tokens each (ignore_
 `page`, Gundam A4 pages and one output token: the per-page path (decode, views, hand-over to the engine).
 
 Host CPU is the user + system time of a system's processes outside vLLM's engine (benchkit.host): ours the
-frontend, tritonserver and the stubs; `vllm serve`'s its API server(s); (d)'s its one process. Per level: output tok/s,
-images/s, TTFT p50, host CPU ms per output token and per request, the pages/s one core of host CPU
+frontend, tritonserver and the stubs; `vllm serve`'s its API server(s); (d)'s its one process. Per level:
+output tok/s, images/s, TTFT p50, host CPU ms per output token and per request, the pages/s one core of host CPU
 would carry at that cost, and the same per process. Before the first level every system's idle rate is
 metered (--idle-s, all loaded, nothing in flight); a level's host CPU net of idle subtracts that rate over
 its wall time: on a CPU a page lasts seconds, and what the processes spend idle meanwhile would be charged
@@ -36,6 +36,7 @@ import json
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -101,10 +102,8 @@ def serve_flags(name: str, engine_args: dict) -> dict:
     return flags
 
 
-@contextlib.contextmanager
-def started(name: str, args, model: str, logs: Path):
-    """One system, loaded and ready: (its host CPU meter, a function that makes a client of it)."""
-    env = systems.serve_env(model, args.device)
+def launch(name: str, args, model: str, logs: Path) -> tuple[list[str], str, Callable[[], Any]]:
+    """How one system starts: its command, the URL that answers once it is ready, and a function making its client."""
     engine_args = systems.engine_args(model, args.device)
     concurrency = max(args.concurrency)
     if name == "asyncllm":
@@ -115,25 +114,27 @@ def started(name: str, args, model: str, logs: Path):
         )
         command = [sys.executable, "-m", "benchmarks.benchkit.asyncllm", f"--port={port}", f"--config={config}"]
         url = f"http://127.0.0.1:{port}"
-        ready = url + READY_PATH
-
-        def client():
-            return InProcessEngineClient(url, concurrency)
+        return command, url + READY_PATH, lambda: InProcessEngineClient(url, concurrency)
+    if name == "frontend":
+        ports = processes.free_ports()
+        command = systems.stack_command(model, args.device, ports)
+        url, ready, body = f"http://127.0.0.1:{ports['port']}", "/health/ready", frontend_extra_body(args)
     else:
-        if name == "frontend":
-            ports = processes.free_ports()
-            command = systems.stack_command(model, args.device, ports)
-            url, ready, body = f"http://127.0.0.1:{ports['port']}", "/health/ready", frontend_extra_body(args)
-        else:
-            port = processes.free_port()
-            command = systems.vllm_serve_command(serve_flags(name, engine_args), port)
-            url, ready = f"http://127.0.0.1:{port}", "/v1/models"
-            body = vllm_serve_extra_body(args, ngram_whitelist(model))
-        ready = url + ready
+        port = processes.free_port()
+        command = systems.vllm_serve_command(serve_flags(name, engine_args), port)
+        url, ready, body = f"http://127.0.0.1:{port}", "/v1/models", vllm_serve_extra_body(args, ngram_whitelist(model))
+    return (
+        command,
+        url + ready,
+        lambda: OpenAIChat(url, systems.SERVED_NAME, args.instruction, args.max_tokens, body, concurrency),
+    )
 
-        def client():
-            return OpenAIChat(url, systems.SERVED_NAME, args.instruction, args.max_tokens, body, concurrency)
 
+@contextlib.contextmanager
+def started(name: str, args, model: str, logs: Path):
+    """One system, loaded and ready: (its host CPU meter, a function that makes a client of it)."""
+    command, ready, client = launch(name, args, model, logs)
+    env = systems.serve_env(model, args.device)
     with systems.ServerProcess(report.HOST_COST_SYSTEMS[name], command, env, logs / f"{name}.log") as server:
         server.wait_ready(ready, args.ready_timeout_s)
         yield HostCPU(server.marker), client
