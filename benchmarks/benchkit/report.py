@@ -376,9 +376,10 @@ def against_the_engine_client(runs: dict) -> list[str]:
 
     concurrency = " / ".join(str(ours["concurrency"]) for ours, _ in pairs)
     return [
-        f"(a) against (d), vLLM's engine client with nothing around it, at concurrency {concurrency}: output "
+        f"(a) against (d), vLLM's AsyncLLM with nothing around it (it decodes the image and runs vLLM's "
+        f"processor in its process, as `vllm serve`'s API server does), at concurrency {concurrency}: output "
         f"tok/s {ratios(lambda lv: lv['output_tokens_per_s'])} (target 0.95x); host CPU per request "
-        f"{ratios(per_request)}, of which the vLLM model's stub alone (the same client, in Triton) "
+        f"{ratios(per_request)}, of which the vLLM model's stub (the same engine client, handed our views) "
         f"{ratios(lambda lv: per_request(lv, 'vllm_model stub'), per_request)}."
     ]
 

@@ -240,7 +240,7 @@ def test_host_cost_asks_every_vllm_serve_for_the_same_engine_and_says_how_each_d
     }
     text = report.host_cost_markdown({**data, "systems": {"frontend": [stub], "asyncllm": [floor]}})
     assert "concurrency 1: output tok/s 0.80x (target 0.95x); host CPU per request 2.50x" in text
-    assert "the vLLM model's stub alone (the same client, in Triton) 1.25x" in text
+    assert "the vLLM model's stub (the same engine client, handed our views) 1.25x" in text
 
 
 def test_host_cost_runs_vllms_engine_client_alone_as_the_floor(tmp_path):
