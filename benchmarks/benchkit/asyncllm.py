@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import io
 import json
 import uuid
@@ -98,7 +99,7 @@ def serve(port: int, config: dict) -> None:
 
     async def generate(request: web.Request) -> web.Response:
         result = await request.app["send"].generate(await request.read())
-        return web.json_response(result.__dict__)
+        return web.json_response(dataclasses.asdict(result))
 
     app = web.Application(client_max_size=64 * 2**20)
     app.cleanup_ctx.append(start)
