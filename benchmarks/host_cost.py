@@ -1,5 +1,5 @@
-"""Our stack and `vllm serve` loaded at once and measured in alternating rounds: throughput, and what each
-token and each page costs the host outside the engine.
+"""Our stack, `vllm serve` and vLLM's AsyncLLM alone loaded at once and measured in alternating rounds:
+throughput, and what each token and each page costs the host outside the engine.
 
     benchmarks/bench.sh host-cost [--workload long|page] [--concurrency 1 4 8 16] [--rounds 2] [--systems ...]
 
